@@ -1,0 +1,29 @@
+"""Phase A (report Table 2): ResNet-18 per frame + a recurrent layer, discriminative LR.
+
+The report's Section 3 says discriminative LR is for Phase B only, but its Table 6 and the
+Phase A driver use it here too (report-spec 8.7); we follow the code that produced the table.
+"""
+
+from jersey_ray.config import SweepSpec
+
+SWEEP = SweepSpec(
+    name="phaseA",
+    phase="phaseA",
+    description="ResNet-18 + RNN/GRU/LSTM, uni- or bidirectional (report Table 2)",
+    models=(
+        "seq_brnn_mp",
+        "seq_urnn_fs",
+        "seq_bgru_mp",
+        "seq_ugru_fs",
+        "seq_blstm_mp",
+        "seq_ulstm_fs",
+    ),
+    seeds=(42, 123, 456, 789, 2024),
+    train={
+        "lr_scheme": "discriminative",
+        "lr_backbone": 1e-4,
+        "lr_temporal": 3e-4,
+        "lr_heads": 3e-4,
+    },
+    reference="seq_bgru_mp",
+)

@@ -1,0 +1,29 @@
+"""Phase B (report Table 3): ResNet-18 + GRU + attention pooling, discriminative LR.
+
+Compared against the report's Phase B base, the BiGRU mean-pool model of Phase A, run here with
+the same seeds so that the difference and its confidence interval come from one protocol.
+"""
+
+from jersey_ray.config import SweepSpec
+
+SWEEP = SweepSpec(
+    name="phaseB",
+    phase="phaseB",
+    description="ResNet-18 + GRU + attention pooling (report Table 3)",
+    models=(
+        "attn_bgru_bahdanau",
+        "attn_bgru_luong",
+        "attn_bgru_gate",
+        "attn_bgru_hc",
+        "attn_ugru_gate",
+        "attn_ugru_hc",
+    ),
+    seeds=(42, 123, 456, 789, 2024),
+    train={
+        "lr_scheme": "discriminative",
+        "lr_backbone": 1e-4,
+        "lr_temporal": 3e-4,
+        "lr_heads": 3e-4,
+    },
+    reference="seq_bgru_mp",
+)
