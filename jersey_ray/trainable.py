@@ -1,0 +1,52 @@
+"""The Ray Tune trainable: a thin adapter from a Tune trial to :func:`jersey_ray.train.train`.
+
+Tune hands the trial its flat config dict (a :class:`TrainConfig` as a dict) and, on a retry or
+``Tuner.restore``, its latest checkpoint. The trial reads the Parquet cache directly with
+pyarrow (no Ray Data inside trials, so trials can never starve Ray Data of CPUs), writes its
+artifacts (config.json, metrics.jsonl, TensorBoard events) into its Tune trial folder, and
+reports every epoch's metrics with a checkpoint through ``ray.tune.report``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from jersey_ray import metrics
+from jersey_ray.config import TrainConfig, from_dict
+from jersey_ray.loader import load_split
+from jersey_ray.train import resolve_device, train
+
+
+def _report(values: dict[str, Any], checkpoint_dir: Path | None) -> None:
+    if checkpoint_dir is None:
+        tune.report(values)
+        return
+    if metrics.TEST_ACC_NUMBER in values:
+        # The final checkpoint only needs the best weights (for the collector's analysis and the
+        # deployment benchmark); dropping last.pt keeps a 90-trial sweep's disk use modest.
+        (checkpoint_dir / "last.pt").unlink(missing_ok=True)
+    tune.report(values, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Tune entry point: train one (model, seed, ...) configuration, resuming if Tune says so."""
+    cfg = from_dict(TrainConfig, config)
+    out_dir = Path(tune.get_context().get_trial_dir())
+    device = resolve_device(cfg.device)
+    data = {split: load_split(cfg.cache, split, device) for split in metrics.SPLITS}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        train(cfg, data, out_dir, report=_report, progress=False)
+        return
+    with tempfile.TemporaryDirectory(prefix="resume-", dir=out_dir) as scratch:
+        # Copy out: Tune may delete the checkpoint folder once this trial reports a newer one.
+        with checkpoint.as_directory() as ckpt_dir:
+            resume = Path(shutil.copytree(ckpt_dir, Path(scratch) / "ckpt"))
+        if not (resume / "last.pt").exists():
+            return  # the final checkpoint: this trial had already finished and reported test
+        train(cfg, data, out_dir, report=_report, resume=resume, progress=False)
