@@ -256,16 +256,15 @@ def param_space(
     return space
 
 
-def make_scheduler(spec: SweepSpec, scheduler: str, grace: int, epochs: int, path: str):
+def make_scheduler(spec: SweepSpec, scheduler: str, grace: int, epochs: int):
     from ray.tune.schedulers import FIFOScheduler
 
     if scheduler == "fifo":
         return FIFOScheduler()
     from jersey_ray.asha import SeedAwareASHA
 
-    return SeedAwareASHA(
-        max_t=epochs, grace_period=grace, reduction_factor=spec.reduction_factor, record=path
-    )
+    # It records its pruning decisions in <experiment>/pruned.json itself (restored with Tune).
+    return SeedAwareASHA(max_t=epochs, grace_period=grace, reduction_factor=spec.reduction_factor)
 
 
 def make_tuner(spec, space, plan: Plan, scheduler, exp_path: str, storage: str, opts):
@@ -440,7 +439,7 @@ def run_sweep(spec: SweepSpec, opts: argparse.Namespace, root: Path, preset: Pre
     )
     print(f"watch live: tensorboard --logdir {_display(exp_path)}")
     grace = opts.grace_period or spec.grace_period
-    sched = make_scheduler(spec, scheduler, grace, epochs, f"{exp_path}/pruned.json")
+    sched = make_scheduler(spec, scheduler, grace, epochs)
     tuner = make_tuner(spec, space, plan, sched, exp_path, storage, opts)
     tuner.fit()
     record = read_json(f"{exp_path}/sweep.json")
