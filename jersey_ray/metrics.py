@@ -1,13 +1,19 @@
 """Metric names shared by the trainer, Tune, the scheduler, TensorBoard and the collector, and
 the on-device counting behind them.
 
+torch is imported where the counting needs it, so the names can be read (by the collector's
+run-folder reader, for one) without loading torch.
+
 Names are ``<split>_<metric>``: ``val_acc_number``, ``test_acc_ones``, ... Accuracies are ratios
 of integer counts over a whole split, so they do not depend on the batch size.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "val", "test")
 METRICS = ("loss", "acc_number", "acc_tens", "acc_ones")
@@ -55,6 +61,8 @@ class SplitCounter:
     """Accumulates loss and correct counts on the device; :meth:`compute` syncs once."""
 
     def __init__(self, device: torch.device | str) -> None:
+        import torch
+
         self._sums = torch.zeros(4, dtype=torch.float64, device=device)
         self._n = 0  # batch sizes are known on the host: counting them needs no sync
 
@@ -67,6 +75,8 @@ class SplitCounter:
         ones: torch.Tensor,
     ) -> None:
         """``loss`` is the batch mean; it is weighted by the batch size."""
+        import torch
+
         n = tens.shape[0]
         tens_ok = tens_logits.argmax(1) == tens
         ones_ok = ones_logits.argmax(1) == ones
@@ -94,6 +104,8 @@ class SplitCounter:
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Counts ``[true, predicted]`` as an ``n_classes x n_classes`` int64 matrix."""
+    import torch
+
     flat = target.long() * n_classes + pred.long()
     return torch.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
