@@ -20,11 +20,11 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from jersey_ray import metrics
 from jersey_ray.errors import UserError
+from jersey_ray.runs import SEED_KEY, config_key
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
 
-SEED_KEY = "seed"
 STATE_FILE = "seed_aware_asha.json"
 """Full scheduler state, written next to Tune's experiment state so ``Tuner.restore`` finds it."""
 PRUNED_FILE = "pruned.json"
@@ -32,32 +32,11 @@ PRUNED_FILE = "pruned.json"
 STATE_VERSION = 1
 
 
-def config_key(config: Mapping[str, Any]) -> str:
-    """The configuration a trial belongs to: its sorted params without the seed.
-
-    ``{"model": "basic_r18", "seed": 42, "lr": 0.001}`` -> ``"lr=0.001,model=basic_r18"``.
-    Nested dicts are flattened with ``/`` (Tune's convention), so the key is stable whatever
-    the insertion order.
-    """
-    return ",".join(f"{k}={v}" for k, v in sorted(_flatten(config).items()) if k != SEED_KEY)
-
-
 def searched_params(trial: Trial) -> Mapping[str, Any]:
     """The params the search varied for ``trial`` (Tune's ``evaluated_params``: the grid axes,
     flattened), so keys read ``model=attn_bgru_luong`` and not the whole fixed TrainConfig; the
     whole config when nothing was searched."""
     return trial.evaluated_params or trial.config
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in config.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            flat.update(_flatten(v, f"{name}/"))
-        else:
-            flat[name] = v
-    return flat
 
 
 def rung_epochs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:

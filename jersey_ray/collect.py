@@ -1,0 +1,441 @@
+"""Turn a sweep's run folder into a phase table (``table.md``, ``table.csv``, ``summary.json``),
+figures, and the results index.
+
+``python -m jersey_ray.collect RUN_DIR [--out DIR]``; the sweep calls :func:`collect` at its end.
+
+Numbers come only from what the trials reported through Tune (read by :mod:`jersey_ray.runs`);
+logs and TensorBoard files are never parsed. Statistics over seeds use the sample std (ddof 1)
+and say so; comparisons between models are Welch's t intervals over seeds
+(:mod:`jersey_ray.stats`), so a reader sees which gains are larger than the seed-to-seed noise.
+Every model or trial choice is made on validation metrics. Rendering is :mod:`jersey_ray.tables`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from jersey_ray import figures, reference
+from jersey_ray import metrics as M
+from jersey_ray.errors import UserError, run_cli
+from jersey_ray.runs import (
+    Run,
+    Trial,
+    choose_on_validation,
+    config_key,
+    failed_trials,
+    latest_checkpoint,
+    read_run,
+    record_skip,
+    unfinished_trials,
+)
+from jersey_ray.stats import CI_METHOD, CONFIDENCE, STD_LABEL, describe, welch
+from jersey_ray.tables import TEST_KEYS, render_csv, render_markdown, write_index
+
+log = logging.getLogger(__name__)
+
+TIME_TOTAL_S = "time_total_s"
+"""Tune's wall time of a trial so far (seconds); the last row holds the trial's total."""
+NO_PRUNING_RECORD = (
+    "no pruning record (stopped or interrupted): last reported epoch, mean val acc_number"
+)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def display_name(model_id: str) -> str:
+    """The model zoo's display name (what the code does); the id for unregistered models."""
+    from jersey_ray.models import REGISTRY  # the zoo imports torch: only when names are needed
+
+    spec = REGISTRY.get(model_id)
+    return spec.display if spec is not None else model_id
+
+
+def _last_values(trials: list[Trial], key: str) -> list[float]:
+    return [float(t.last[key]) for t in trials if isinstance(t.last.get(key), (int, float))]
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _params(config: str, trials: list[Trial]) -> int | None:
+    reported = [
+        next((int(r[M.N_PARAMS]) for r in reversed(t.rows) if M.N_PARAMS in r), None)
+        for t in trials
+    ]
+    counts = Counter(v for v in reported if v is not None)
+    if len(counts) > 1:
+        log.warning("%s: trials report different n_params %s", config, sorted(counts))
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _pruned_info(pruned: list[Trial], entry: dict | None) -> dict[str, Any] | None:
+    if entry is not None:
+        return {
+            "epoch": entry.get("epoch"),
+            "rung_acc": entry.get("rung_acc"),
+            "seeds": entry.get("seeds", [t.seed for t in pruned]),
+            "source": "pruned.json",
+        }
+    if not pruned:
+        return None
+    epochs = [int(t.last[M.EPOCH]) for t in pruned if M.EPOCH in t.last]
+    return {
+        "epoch": max(epochs) if epochs else None,
+        "rung_acc": _mean_or_none(_last_values(pruned, M.VAL_ACC_NUMBER)),
+        "seeds": [t.seed for t in pruned],
+        "source": NO_PRUNING_RECORD,
+    }
+
+
+def _report_entry(model_id: str) -> dict[str, Any] | None:
+    row = reference.report_row(model_id)
+    if row is None:
+        return None
+    entry: dict[str, Any] = {"table": row.table, "display": row.display, "params": row.params}
+    for m in reference.METRICS:
+        entry[f"{m}_mean"] = row.mean[m]
+        entry[f"{m}_std"] = row.std[m]
+    entry.update({"n": reference.REPORT_N, "std": "population (ddof=0)"})
+    return entry
+
+
+def summarize_config(
+    config: str, trials: list[Trial], pruned_entry: dict | None = None
+) -> dict[str, Any]:
+    """One table row: statistics over the finished trials of one configuration."""
+    by_status: dict[str, list[Trial]] = {"finished": [], "pruned": [], "failed": []}
+    for t in trials:
+        by_status[t.status].append(t)
+    done = by_status["finished"]
+    model = trials[0].model
+    times = _last_values(done, TIME_TOTAL_S)
+    record: dict[str, Any] = {
+        "id": model,
+        "config": config,
+        "display": display_name(model),
+        "params": _params(config, trials),
+        "n_finished": len(done),
+        "n_pruned": len(by_status["pruned"]),
+        "n_failed": len(by_status["failed"]),
+        "seeds": {k: [t.seed for t in v] for k, v in by_status.items()},
+    }
+    for key in TEST_KEYS:
+        record[key] = describe(_last_values(done, key))
+    record["best_val_acc_number"] = describe(_last_values(done, M.BEST_VAL_ACC_NUMBER))
+    record["best_epoch_mean"] = _mean_or_none(_last_values(done, M.BEST_EPOCH))
+    record["train_minutes_mean"] = _mean_or_none([s / 60.0 for s in times])
+    record["report"] = _report_entry(model)
+    record["vs_reference"] = None
+    record["pruned"] = _pruned_info(by_status["pruned"], pruned_entry)
+    return record
+
+
+def _model_order(sweep: dict[str, Any], configs: list[str], model_of: dict[str, str]) -> list[str]:
+    declared = [m for m in sweep.get("models", []) if isinstance(m, str)]
+    rank = {m: i for i, m in enumerate(declared)}
+    return sorted(configs, key=lambda c: (rank.get(model_of[c], len(rank)), c))
+
+
+def _norm_key(key: str) -> str:
+    # tuples print as lists once they went through JSON: compare keys with brackets only
+    return key.replace("(", "[").replace(",)", "]").replace(")", "]")
+
+
+def _pruned_entries(run: Run, groups: dict[str, list[Trial]]) -> dict[str, dict[str, Any]]:
+    """pruned.json entries by configuration; keys are the scheduler's :func:`config_key` of a
+    trial's params (or our config names)."""
+    by_key = {_norm_key(k): v for k, v in run.pruned.items()}
+    found: dict[str, dict[str, Any]] = {}
+    used = set()
+    for config, trials in groups.items():
+        for key in [_norm_key(config)] + [_norm_key(config_key(t.params)) for t in trials]:
+            if key in by_key:
+                found[config] = by_key[key]
+                used.add(key)
+                break
+    for key in sorted(set(by_key) - used):
+        record_skip(run.skipped, f"pruned.json:{key}", "no trial of the run has this configuration")
+    return found
+
+
+def summarize_run(run: Run) -> list[dict[str, Any]]:
+    """One record per configuration, in the sweep's model order."""
+    groups: dict[str, list[Trial]] = {}
+    for t in run.trials:
+        groups.setdefault(t.config, []).append(t)
+    model_of = {c: ts[0].model for c, ts in groups.items()}
+    pruned = _pruned_entries(run, groups)
+    records = []
+    for config in _model_order(run.sweep, list(groups), model_of):
+        has_pruned = any(t.status == "pruned" for t in groups[config])
+        entry = pruned.get(config) if has_pruned else None
+        records.append(summarize_config(config, groups[config], entry))
+    return records
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _stats_of(record: dict[str, Any]) -> tuple[float, float, int] | None:
+    s = record[M.TEST_ACC_NUMBER]
+    return (s["mean"], s["std"], s["n"]) if s["n"] >= 2 else None
+
+
+def _reference_elsewhere(ref: str, out_dir: Path) -> dict[str, Any] | None:
+    """The reference model's record in another phase's summary beside ``out_dir``."""
+    for path in sorted(out_dir.resolve().parent.glob("*/summary.json")):
+        if path.parent == out_dir.resolve():
+            continue
+        try:
+            other = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        for rec in other.get("models", []) if isinstance(other, dict) else []:
+            named = ref in (rec.get("config"), rec.get("id"))
+            if named and rec.get(M.TEST_ACC_NUMBER, {}).get("n", 0) >= 1:
+                src = f"{path.parent.name}/summary.json (run {other.get('run_dir')})"
+                return {**rec, "source": src}
+    return None
+
+
+def find_reference(ref: str, records: list[dict[str, Any]], out_dir: Path) -> dict[str, Any] | None:
+    """The reference's record: from this run, else from another phase's summary beside it."""
+    if not ref:
+        return None
+    here = [r for r in records if r["config"] == ref] or [r for r in records if r["id"] == ref]
+    if len(here) == 1 and here[0]["n_finished"] >= 1:
+        return {**here[0], "source": "this run"}
+    return _reference_elsewhere(ref, out_dir)
+
+
+def compare_to_reference(records: list[dict[str, Any]], ref: dict[str, Any] | None) -> None:
+    """Fill ``vs_reference`` of every record (not the reference itself) where both n >= 2."""
+    ref_stats = _stats_of(ref) if ref else None
+    for rec in records:
+        mine = _stats_of(rec)
+        same = ref is not None and ref["source"] == "this run" and rec["config"] == ref["config"]
+        if ref_stats is None or mine is None or same:
+            continue
+        rec["vs_reference"] = {
+            "reference": ref["config"],
+            "source": ref["source"],
+            "metric": M.TEST_ACC_NUMBER,
+            "method": "welch",
+            **welch(mine, ref_stats),
+        }
+
+
+def report_check(phase: str) -> dict[str, Any] | None:
+    """The report's own Table numbers against its baseline, with the same Welch interval."""
+    baseline_id = reference.REPORT_BASELINE.get(phase)
+    if baseline_id is None:
+        return None
+    base = reference.report_row(baseline_id)
+    assert base is not None, f"report_tables.csv lacks the baseline {baseline_id}"
+    n = reference.REPORT_N
+
+    def stats(row: reference.ReportRow) -> tuple[float, float, int]:
+        return row.mean["acc_number"], reference.sample_std(row.std["acc_number"], n), n
+
+    rows = []
+    for row in reference.phase_rows(phase):
+        if row.model_id == baseline_id:
+            continue
+        result = welch(stats(row), stats(base))
+        rows.append({"id": row.model_id, "display": row.display, **result})
+    return {
+        "table": reference.PHASE_TABLE[phase],
+        "baseline": baseline_id,
+        "baseline_display": base.display,
+        "baseline_mean": base.mean["acc_number"],
+        "baseline_std_sample": stats(base)[1],
+        "n": n,
+        "method": "welch",
+        "std_conversion": f"sample std = report std x sqrt({n}/{n - 1})",
+        "rows": rows,
+        "higher_mean": sum(r["diff"] > 0 for r in rows),
+        "significantly_higher": sum(r["significant"] and r["diff"] > 0 for r in rows),
+    }
+
+
+def compute_hours(run: Run) -> dict[str, Any]:
+    """Total accelerator hours of the run: sum of trial wall time x devices per trial."""
+    seconds = sum(float(t.last.get(TIME_TOTAL_S, 0.0)) for t in run.trials)
+    gpus = float(run.sweep.get("gpus_per_trial") or 0)
+    if gpus > 0:
+        per_trial, unit = gpus, "GPU"
+    else:  # a CPU-only trial occupies its CPUs instead
+        per_trial, unit = float(run.sweep.get("cpus_per_trial") or 1), "CPU"
+    return {"hours": seconds * per_trial / 3600.0, "unit": unit, "per_trial": per_trial}
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _sweep_meta(sweep: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "description", "reference", "models", "seeds", "epochs", "scheduler")
+    keys += ("gpus_per_trial", "cpus_per_trial", "hardware", "data", "started", "finished")
+    return {k: sweep.get(k) for k in keys}
+
+
+def build_summary(
+    run: Run, records: list[dict[str, Any]], ref: dict[str, Any] | None
+) -> dict[str, Any]:
+    sweep = run.sweep
+    ref_id = sweep.get("reference") or ""
+    return {
+        "phase": sweep["phase"],
+        "run_dir": run.path.as_posix(),
+        "n_seeds_declared": len(sweep.get("seeds") or []),
+        "std": STD_LABEL,
+        "sweep": _sweep_meta(sweep),
+        "compute": compute_hours(run),
+        "reference": {
+            "id": ref_id,
+            "source": ref["source"] if ref else None,
+            "n": ref[M.TEST_ACC_NUMBER]["n"] if ref else 0,
+            "method": CI_METHOD,
+            "confidence": CONFIDENCE,
+        },
+        "name": sweep.get("name"),
+        "models": records,
+        "report_check": report_check(sweep["phase"]),
+        "failed": failed_trials(run),
+        "unfinished": unfinished_trials(run, records),
+        "skipped": run.skipped,
+    }
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _label(rec: dict[str, Any]) -> str:
+    return rec["display"] if rec["config"] == rec["id"] else f"{rec['display']} [{rec['config']}]"
+
+
+def _analysis(run: Run, out_dir: Path) -> tuple[list[str], list[str]]:
+    """Confusion matrices and the mistakes sheet of the run chosen on validation."""
+    chosen = choose_on_validation(run.trials)
+    if chosen is None:
+        return [], ["Analysis figures skipped: no finished trial reported best_val_acc_number."]
+    ckpt = latest_checkpoint(chosen)
+    if ckpt is None:
+        return [], [f"Analysis figures skipped: no checkpoint_*/best.pt in `{chosen.dir}`."]
+    cache = str((run.sweep.get("data") or {}).get("cache") or "")
+    if not cache or ("://" not in cache and not Path(cache).exists()):
+        return [], [
+            f"Analysis figures skipped: the cache named in sweep.json ({cache!r}) is absent."
+        ]
+    rule = f"highest {M.BEST_VAL_ACC_NUMBER} among finished trials, never a test metric"
+    title = (
+        f"{display_name(chosen.model)} ({chosen.config}), seed {chosen.seed}; chosen on "
+        f"validation: {rule} ({chosen.last[M.BEST_VAL_ACC_NUMBER]:.4f})"
+    )
+    try:
+        names = figures.error_figures(ckpt, cache, out_dir, title=title)
+    except UserError as err:
+        return [], [f"Analysis figures skipped: {err}"]
+    return names, [f"Analysis run: `{chosen.dir}`, checkpoint `{ckpt.parent.name}` ({title})."]
+
+
+def make_figures(
+    run: Run, records: list[dict[str, Any]], out_dir: Path
+) -> tuple[list[str], list[str]]:
+    """Write the phase's figures; returns their file names and notes on what was skipped."""
+    finished = [r for r in records if r["n_finished"]]
+    if not finished:
+        return [], ["Figures skipped: no finished trial."]
+    curves = {
+        _label(r): [
+            t.by_epoch(M.VAL_ACC_NUMBER)
+            for t in run.trials
+            if t.config == r["config"] and t.status == "finished"
+        ]
+        for r in finished
+    }
+    phase = run.sweep["phase"]
+    names = [
+        figures.learning_curves(curves, out_dir / "learning_curves.png", phase=phase),
+        figures.accuracy_vs_params(
+            [(_label(r), r["params"], r[M.TEST_ACC_NUMBER]) for r in finished],
+            out_dir / "acc_vs_params.png",
+            phase=phase,
+        ),
+    ]
+    more, notes = _analysis(run, out_dir)
+    return [p.name for p in names] + more, notes
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _out_dir(run: Run, out_dir: Path | str | None) -> Path:
+    if out_dir is not None:
+        return Path(out_dir)
+    phase = run.sweep["phase"]
+    if not phase or Path(phase).name != phase or phase in (".", ".."):
+        raise UserError(f"{run.path}/sweep.json: phase {phase!r} is not a folder name; pass --out")
+    return Path("results") / phase
+
+
+def collect(run_dir: Path | str, out_dir: Path | str | None = None) -> dict[str, Any]:
+    """Write table.md, table.csv, summary.json and figures for one run; regenerate the index.
+
+    ``out_dir`` defaults to ``results/<phase>/``; the index is ``README.md`` in its parent.
+    Returns the summary (as written to summary.json).
+    """
+    run = read_run(run_dir)
+    out = _out_dir(run, out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = summarize_run(run)
+    ref = find_reference(str(run.sweep.get("reference") or ""), records, out)
+    compare_to_reference(records, ref)
+    summary = build_summary(run, records, ref)
+    summary["figures"], summary["figure_notes"] = make_figures(run, records, out)
+    summary["table_md"] = (out / "table.md").as_posix()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "table.csv").write_text(render_csv(summary), encoding="utf-8")
+    (out / "table.md").write_text(render_markdown(summary), encoding="utf-8")
+    write_index(out.parent)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m jersey_ray.collect",
+        description="Turn a sweep's run folder into a phase table (table.md, table.csv, "
+        "summary.json) and figures, from what the trials reported, and regenerate the results "
+        "index (README.md in the parent of the output folder).",
+    )
+    parser.add_argument("run_dir", type=Path, help="the sweep's run folder (results/runs/<name>)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/<phase>/, phase from RUN_DIR/sweep.json)",
+    )
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        summary = collect(args.run_dir, args.out)
+        done = sum(r["n_finished"] for r in summary["models"])
+        print(
+            f"{summary['table_md']}: {len(summary['models'])} configurations, {done} finished "
+            f"trials, {len(summary['failed'])} failed, {len(summary['skipped'])} skipped inputs"
+        )
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
