@@ -1,0 +1,65 @@
+"""Sequence models: a shared CNN on the real frames only, then a length-aware RNN (Phase A).
+
+Frames come either padded [B,T,3,H,W] or packed [N,3,H,W] (the real frames in row-major mask
+order, N == mask.sum(); what the loader produces without a host sync). Only the N real frames go
+through the CNN, so padding costs nothing and never enters BatchNorm's batch statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from jersey_ray.models.heads import DigitHeads, GroupedModel
+from jersey_ray.models.recurrent import LengthAwareRNN
+
+
+def pack_frames(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Padded [B,T,3,H,W] -> real frames [N,3,H,W]; boolean indexing syncs (convenience path)."""
+    return frames[mask]
+
+
+def unpack_features(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-real-frame features [N,F] -> [B,T,F] with zeros on padding, without a host sync.
+
+    Row i of ``features`` belongs to the i-th True of ``mask`` in row-major order, so a running
+    count of the mask gives every slot its source row (the same index trick inductor uses for
+    ``masked_scatter``, whose backward would sync on ``masked_select``).
+    """
+    source = (mask.reshape(-1).cumsum(0) - 1).clamp(min=0)
+    slots = features[source].reshape(*mask.shape, features.shape[-1])
+    return torch.where(mask[..., None], slots, 0)
+
+
+def encode_frames(backbone: nn.Module, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Run ``backbone`` on the real frames only and return features [B,T,F], zero on padding."""
+    if frames.dim() == 5:
+        frames = pack_frames(frames, mask)
+    return unpack_features(backbone(frames), mask)
+
+
+class SequenceModel(GroupedModel):
+    """CNN per real frame -> LengthAwareRNN -> masked mean over valid steps or final state -> heads.
+
+    ``forward(frames, mask [B,T] bool)`` returns ``(tens [B,11], ones [B,10])``.
+    """
+
+    def __init__(self, backbone: nn.Module, rnn: LengthAwareRNN, pooling: str) -> None:
+        super().__init__()
+        if pooling not in ("mean", "final"):
+            raise ValueError(f"pooling must be 'mean' or 'final', not {pooling!r}")
+        self.backbone = backbone
+        self.rnn = rnn
+        self.pooling = pooling
+        self.heads = DigitHeads(rnn.out_features)
+
+    def forward(
+        self, frames: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = mask.sum(dim=1)
+        outputs, final = self.rnn(encode_frames(self.backbone, frames, mask), mask, lengths)
+        if self.pooling == "mean":  # outputs are zero on padding
+            pooled = outputs.sum(dim=1) / lengths.clamp(min=1)[:, None]
+        else:
+            pooled = final
+        return self.heads(pooled)
