@@ -28,11 +28,12 @@ from jersey_ray.runs import (
     Run,
     Trial,
     choose_on_validation,
-    config_key,
     failed_trials,
     latest_checkpoint,
     read_run,
     record_skip,
+    searched_key,
+    searched_names,
     unfinished_trials,
 )
 from jersey_ray.stats import CI_METHOD, CONFIDENCE, STD_LABEL, describe, welch
@@ -145,26 +146,15 @@ def _model_order(sweep: dict[str, Any], configs: list[str], model_of: dict[str, 
     return sorted(configs, key=lambda c: (rank.get(model_of[c], len(rank)), c))
 
 
-def _norm_key(key: str) -> str:
-    # tuples print as lists once they went through JSON: compare keys with brackets only
-    return key.replace("(", "[").replace(",)", "]").replace(")", "]")
-
-
 def _pruned_entries(run: Run, groups: dict[str, list[Trial]]) -> dict[str, dict[str, Any]]:
-    """pruned.json entries by configuration; keys are the scheduler's :func:`config_key` of a
-    trial's params (or our config names)."""
-    by_key = {_norm_key(k): v for k, v in run.pruned.items()}
-    found: dict[str, dict[str, Any]] = {}
-    used = set()
-    for config, trials in groups.items():
-        for key in [_norm_key(config)] + [_norm_key(config_key(t.params)) for t in trials]:
-            if key in by_key:
-                found[config] = by_key[key]
-                used.add(key)
-                break
-    for key in sorted(set(by_key) - used):
+    """pruned.json entries by configuration. The scheduler keys them with the searched params
+    of a trial (model and grid axes, no seed), which :func:`runs.searched_key` rebuilds."""
+    names = searched_names(run)
+    # a configuration's trials differ only in their seed, so its first trial gives its key
+    keys = {config: searched_key(trials[0], names) for config, trials in groups.items()}
+    for key in sorted(set(run.pruned) - set(keys.values())):
         record_skip(run.skipped, f"pruned.json:{key}", "no trial of the run has this configuration")
-    return found
+    return {config: run.pruned[key] for config, key in keys.items() if key in run.pruned}
 
 
 def summarize_run(run: Run) -> list[dict[str, Any]]:
@@ -190,31 +180,48 @@ def _stats_of(record: dict[str, Any]) -> tuple[float, float, int] | None:
     return (s["mean"], s["std"], s["n"]) if s["n"] >= 2 else None
 
 
-def _reference_elsewhere(ref: str, out_dir: Path) -> dict[str, Any] | None:
+def _read_summary(path: Path, skipped: list[dict[str, str]]) -> dict[str, Any] | None:
+    """Another phase's summary.json; an unusable one is a counted skip."""
+    rel = f"{path.parent.name}/summary.json"
+    try:
+        other = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        record_skip(skipped, rel, f"unreadable summary ({type(err).__name__}: {err})")
+        return None
+    if not isinstance(other, dict) or not isinstance(other.get("models"), list):
+        record_skip(skipped, rel, "not a phase summary (no 'models' list)")
+        return None
+    return other
+
+
+def _reference_elsewhere(
+    ref: str, out_dir: Path, skipped: list[dict[str, str]]
+) -> dict[str, Any] | None:
     """The reference model's record in another phase's summary beside ``out_dir``."""
     for path in sorted(out_dir.resolve().parent.glob("*/summary.json")):
         if path.parent == out_dir.resolve():
             continue
-        try:
-            other = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        for rec in other.get("models", []) if isinstance(other, dict) else []:
-            named = ref in (rec.get("config"), rec.get("id"))
-            if named and rec.get(M.TEST_ACC_NUMBER, {}).get("n", 0) >= 1:
+        other = _read_summary(path, skipped)
+        for rec in other["models"] if other else []:
+            if not isinstance(rec, dict) or ref not in (rec.get("config"), rec.get("id")):
+                continue
+            if (rec.get(M.TEST_ACC_NUMBER) or {}).get("n", 0) >= 1:
                 src = f"{path.parent.name}/summary.json (run {other.get('run_dir')})"
                 return {**rec, "source": src}
     return None
 
 
-def find_reference(ref: str, records: list[dict[str, Any]], out_dir: Path) -> dict[str, Any] | None:
-    """The reference's record: from this run, else from another phase's summary beside it."""
+def find_reference(
+    ref: str, records: list[dict[str, Any]], out_dir: Path, skipped: list[dict[str, str]]
+) -> dict[str, Any] | None:
+    """The reference's record: from this run, else from another phase's summary beside it
+    (an unreadable one is counted in ``skipped``)."""
     if not ref:
         return None
     here = [r for r in records if r["config"] == ref] or [r for r in records if r["id"] == ref]
     if len(here) == 1 and here[0]["n_finished"] >= 1:
         return {**here[0], "source": "this run"}
-    return _reference_elsewhere(ref, out_dir)
+    return _reference_elsewhere(ref, out_dir, skipped)
 
 
 def compare_to_reference(records: list[dict[str, Any]], ref: dict[str, Any] | None) -> None:
@@ -240,7 +247,11 @@ def report_check(phase: str) -> dict[str, Any] | None:
     if baseline_id is None:
         return None
     base = reference.report_row(baseline_id)
-    assert base is not None, f"report_tables.csv lacks the baseline {baseline_id}"
+    if base is None:  # the packaged table and REPORT_BASELINE disagree: a packaging bug
+        raise RuntimeError(
+            f"jersey_ray/report_tables.csv has no row for {baseline_id}, the {phase} baseline "
+            "named in reference.REPORT_BASELINE; reinstall jersey-ray or fix the package data"
+        )
     n = reference.REPORT_N
 
     def stats(row: reference.ReportRow) -> tuple[float, float, int]:
@@ -397,7 +408,7 @@ def collect(run_dir: Path | str, out_dir: Path | str | None = None) -> dict[str,
     out = _out_dir(run, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = summarize_run(run)
-    ref = find_reference(str(run.sweep.get("reference") or ""), records, out)
+    ref = find_reference(str(run.sweep.get("reference") or ""), records, out, run.skipped)
     compare_to_reference(records, ref)
     summary = build_summary(run, records, ref)
     summary["figures"], summary["figure_notes"] = make_figures(run, records, out)

@@ -5,7 +5,8 @@ and ``result.json`` (JSON lines), ``error.txt`` and ``pruned.json``. A bad file 
 skipped with a warning and counted in :attr:`Run.skipped`, so it shows up in the phase table.
 Every choice of a trial or configuration here is made on validation metrics.
 
-No torch or Ray import: tools that only read results should not pay for them.
+No torch or Ray import (:mod:`jersey_ray.metrics` loads torch only to count): tools that only
+read results should not pay for them.
 """
 
 from __future__ import annotations
@@ -18,13 +19,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jersey_ray.errors import UserError
+from jersey_ray.metrics import BEST_VAL_ACC_NUMBER, EPOCH, TEST_ACC_NUMBER
 
 log = logging.getLogger(__name__)
-
-# The names of jersey_ray.metrics, which imports torch; tests/test_collect.py checks they agree.
-EPOCH = "epoch"
-TEST_ACC_NUMBER = "test_acc_number"
-BEST_VAL_ACC_NUMBER = "best_val_acc_number"
 
 SEED_KEY = "seed"
 
@@ -40,14 +37,23 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _as_json(value: Any) -> Any:
+    # Tune hands the scheduler a grid value as declared (a tuple), params.json holds it as a list
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    return value
+
+
 def config_key(config: Mapping[str, Any]) -> str:
     """The configuration a trial belongs to: its sorted params without the seed.
 
     ``{"model": "basic_r18", "seed": 42, "lr": 0.001}`` -> ``"lr=0.001,model=basic_r18"``.
     Nested dicts are flattened with ``/`` (Tune's convention), so the key is stable whatever
-    the insertion order. The seed-aware ASHA keys ``pruned.json`` with it.
+    the insertion order; tuples read as lists (``size=[64, 32]``), as they do once stored as
+    JSON. The seed-aware ASHA keys ``pruned.json`` with it.
     """
-    return ",".join(f"{k}={v}" for k, v in sorted(_flatten(config).items()) if k != SEED_KEY)
+    flat = sorted(_flatten(config).items())
+    return ",".join(f"{k}={_as_json(v)}" for k, v in flat if k != SEED_KEY)
 
 
 @dataclass
@@ -99,7 +105,8 @@ class Run:
 
 
 def record_skip(skipped: list[dict[str, str]], path: str, reason: str) -> None:
-    """Warn and count an input that could not be used (``path`` relative to the run folder)."""
+    """Warn and count an input that could not be used (``path`` relative to the run folder, or
+    ``<phase>/summary.json`` for another phase's summary)."""
     log.warning("skipped %s: %s", path, reason)
     skipped.append({"path": path, "reason": reason})
 
@@ -140,12 +147,18 @@ def _error_lines(path: Path) -> tuple[str, str] | None:
     return lines[0], lines[-1]
 
 
-def _assign_configs(trials: list[Trial]) -> None:
-    """Name each trial's configuration by the params that vary across the run (the axes)."""
+def varying_params(trials: list[Trial]) -> list[str]:
+    """The params besides model and seed whose value differs between trials (the axes)."""
     flats = [_flatten(t.params) for t in trials]
     keys = sorted({k for f in flats for k in f} - {"model", SEED_KEY})
-    axes = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
-    for trial, flat in zip(trials, flats, strict=True):
+    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+
+
+def _assign_configs(trials: list[Trial]) -> None:
+    """Name each trial's configuration by the params that vary across the run (the axes)."""
+    axes = varying_params(trials)
+    for trial in trials:
+        flat = _flatten(trial.params)
         extra = ",".join(f"{k}={flat.get(k)}" for k in axes)
         trial.config = f"{trial.model}/{extra}" if extra else trial.model
 
@@ -212,6 +225,20 @@ def read_run(run_dir: Path | str) -> Run:
     _assign_configs(trials)
     trials.sort(key=lambda t: (t.config, t.seed, t.dir))
     return Run(path=run_dir, sweep=sweep, trials=trials, pruned=pruned, skipped=skipped)
+
+
+def searched_names(run: Run) -> set[str]:
+    """The params the sweep searched besides the seed: the model, the axes sweep.json declares
+    (an axis with one value is still searched) and any param that varies across the trials."""
+    declared = run.sweep.get("axes")
+    axes = set(declared) if isinstance(declared, dict) else set()
+    return {"model", *axes, *varying_params(run.trials)}
+
+
+def searched_key(trial: Trial, names: set[str]) -> str:
+    """The seed-aware ASHA's key for ``trial`` (its ``pruned.json`` key): :func:`config_key` of
+    the searched params ``names`` (:func:`searched_names`), as Tune's ``evaluated_params``."""
+    return config_key({k: v for k, v in _flatten(trial.params).items() if k in names})
 
 
 def choose_on_validation(trials: list[Trial]) -> Trial | None:

@@ -143,6 +143,11 @@ def _header(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _level() -> str:
+    """The confidence level of every interval, as a percentage (``95%``)."""
+    return f"{CONFIDENCE * 100:g}%"
+
+
 def _comparison(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     ref = summary["reference"]
     lines = ["## Difference from the reference (test acc_number)", ""]
@@ -157,14 +162,14 @@ def _comparison(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
         ]
     lines += [
         f"Reference: `{ref['id']}` (n = {ref['n']}, from {ref['source']}). "
-        f"Δ = model mean − reference mean; {int(CONFIDENCE * 100)}% CI: {CI_METHOD} over seeds; "
+        f"Δ = model mean − reference mean; {_level()} CI: {CI_METHOD} over seeds; "
         '"not significant" when the CI contains 0.',
         "",
     ]
     compared = [r for r in rows if r["vs_reference"]]
     if not compared:
         return [*lines, "No comparison possible: it needs n ≥ 2 on both sides.", ""]
-    lines += ["| Model | id | n | Δ acc_number | 95% CI | df | Verdict |", "|" + "---|" * 7]
+    lines += [f"| Model | id | n | Δ acc_number | {_level()} CI | df | Verdict |", "|" + "---|" * 7]
     for r in compared:
         v = r["vs_reference"]
         lines.append(
@@ -185,12 +190,12 @@ def _report_check(check: dict[str, Any] | None) -> list[str]:
         "## Report check: the report's own numbers",
         "",
         f"The report's Table {check['table']} against its baseline {base}, "
-        f"{check['baseline_mean']:.4f}: Δ = mean − baseline mean with a 95% {CI_METHOD}, "
+        f"{check['baseline_mean']:.4f}: Δ = mean − baseline mean with a {_level()} {CI_METHOD}, "
         f"n = {check['n']} per side. The report's std is the population std (ddof 0): "
         f"{check['std_conversion']} = ×{math.sqrt(check['n'] / (check['n'] - 1)):.4f}. "
         "Report means are rounded to 4 decimals.",
         "",
-        "| Model (report) | id | Δ acc_number | 95% CI | df | Verdict |",
+        f"| Model (report) | id | Δ acc_number | {_level()} CI | df | Verdict |",
         "|" + "---|" * 6,
     ]
     for r in check["rows"]:
@@ -406,6 +411,18 @@ def _index_row(phase_dir: str, summary: dict[str, Any]) -> str:
     return "| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |"
 
 
+def _index_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("index: skipped %s (%s)", path, err)
+        return None
+    if not isinstance(summary, dict):
+        log.warning("index: skipped %s (not a JSON object)", path)
+        return None
+    return summary
+
+
 def write_index(results_root: Path) -> Path:
     """Regenerate ``results_root/README.md`` from every ``*/summary.json`` below it."""
     lines = [
@@ -422,10 +439,8 @@ def write_index(results_root: Path) -> Path:
     ]
     unreadable = []
     for path in sorted(results_root.glob("*/summary.json")):
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            log.warning("index: skipped %s (%s)", path, err)
+        summary = _index_summary(path)
+        if summary is None:
             unreadable.append(path.parent.name)
             continue
         lines.append(_index_row(path.parent.name, summary))

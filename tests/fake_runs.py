@@ -105,6 +105,7 @@ def write_sweep(run_dir: Path, **overrides: Any) -> dict[str, Any]:
             "seq_ulstm_fs",
         ],
         "seeds": list(SEEDS),
+        "axes": {},
         "epochs": EPOCHS,
         "scheduler": "asha",
         "gpus_per_trial": 0.5,
@@ -174,8 +175,9 @@ def standard_trials() -> list[FakeTrial]:
 
 
 PRUNED = {
-    # the seed-aware ASHA's key: sorted params without the seed
-    "epochs=3,model=seq_urnn_fs,size=[64, 32]": {
+    # the seed-aware ASHA's key: config_key of Tune's evaluated_params, i.e. the searched grid
+    # axes without the seed; this sweep searches only model x seed (fixed params never enter)
+    "model=seq_urnn_fs": {
         "epoch": 2,
         "rung_acc": 0.55,
         "cutoff": 0.8,

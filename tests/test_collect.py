@@ -63,19 +63,30 @@ def _plain(cell: str) -> str:
 
 
 def test_run_reader_names_match_metrics_and_import_no_torch() -> None:
-    # runs.py copies these names because jersey_ray.metrics imports torch
+    # runs.py takes these names from jersey_ray.metrics, which loads torch only to count
     assert (runs.EPOCH, runs.TEST_ACC_NUMBER, runs.BEST_VAL_ACC_NUMBER) == (
         metrics.EPOCH,
         metrics.TEST_ACC_NUMBER,
         metrics.BEST_VAL_ACC_NUMBER,
     )
-    code = "import sys, jersey_ray.runs; sys.exit('torch' in sys.modules or 'ray' in sys.modules)"
+    code = (
+        "import sys, jersey_ray.runs; assert 'jersey_ray.metrics' in sys.modules; "
+        "sys.exit('torch' in sys.modules or 'ray' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_config_key_flattens_and_drops_the_seed() -> None:
     key = runs.config_key({"seed": 1, "opt": {"lr": 0.1}, "model": "m", "size": [64, 32]})
     assert key == "model=m,opt/lr=0.1,size=[64, 32]"
+
+
+def test_config_key_reads_tuples_as_json_lists_and_leaves_strings_alone() -> None:
+    # Tune gives the scheduler grid values as declared (tuples); params.json holds lists
+    as_tuple = runs.config_key({"model": "m", "size": (64, 32), "numbers": ((1,), "7")})
+    as_json = runs.config_key({"model": "m", "size": [64, 32], "numbers": [[1], "7"]})
+    assert as_tuple == as_json == "model=m,numbers=[[1], '7'],size=[64, 32]"
+    assert runs.config_key({"model": "m", "cache": "c(1),2)"}) == "cache=c(1),2),model=m"
 
 
 # --------------------------------------------------------------------------- reference
@@ -218,6 +229,61 @@ def test_bad_params_and_pruned_keys_are_skipped(tmp_path: Path) -> None:
     assert [t.model for t in loaded.trials] == ["seq_bgru_mp"]
     summary = collect.collect(run, tmp_path / "out" / "phaseA")
     assert {s["path"] for s in summary["skipped"]} == {"junk/params.json", "pruned.json:model=gone"}
+
+
+def _scheduler_pruned_json(run: Path, searched: list[dict]) -> dict:
+    """pruned.json as the seed-aware ASHA writes it, for trials with these evaluated_params:
+    the first configuration reaches rung 1 with 0.8, the second with 0.2 and is pruned."""
+    from ray.tune.experiment import Trial as TuneTrial
+
+    from jersey_ray.asha import SeedAwareASHA
+
+    class Controller:  # the two controller calls the scheduler makes
+        def __init__(self) -> None:
+            self.trials: list[TuneTrial] = []
+
+        def get_trials(self) -> list[TuneTrial]:
+            return self.trials
+
+        def stop_trial(self, trial: TuneTrial) -> None:
+            trial.set_status(TuneTrial.TERMINATED)
+
+    sched, ctl = SeedAwareASHA(max_t=3, grace_period=1, reduction_factor=3), Controller()
+    for params in searched:
+        config = {**params, "epochs": 3, "lr_scheme": "uniform"}  # fixed: never in the key
+        ctl.trials.append(TuneTrial("__fake", config=config, evaluated_params=params, stub=True))
+        sched.on_trial_add(ctl, ctl.trials[-1])
+    for trial, acc in zip(ctl.trials[:3], (0.8, 0.8, 0.2), strict=True):
+        sched.on_trial_result(ctl, trial, {metrics.EPOCH: 1, metrics.VAL_ACC_NUMBER: acc})
+    sched.write_pruned(run / "pruned.json")
+    return json.loads((run / "pruned.json").read_text())
+
+
+def test_pruned_json_written_by_the_scheduler_matches(tmp_path: Path) -> None:
+    # Tune's evaluated_params: every grid axis (a one-value axis too, tuples as declared)
+    axes = {"lr": [0.001], "loss_weights": [(1.0, 1.0), (1.0, 2.0)]}
+    searched = [
+        {"model": "seq_bgru_mp", "lr": 0.001, "loss_weights": weights, "seed": seed}
+        for weights in axes["loss_weights"]
+        for seed in (42, 123)
+    ]
+    run = tmp_path / "run"
+    write_sweep(run, axes=axes, models=["seq_bgru_mp"], seeds=[42, 123])
+    pruned = _scheduler_pruned_json(run, searched)
+    assert list(pruned) == ["loss_weights=[1.0, 2.0],lr=0.001,model=seq_bgru_mp"]
+    for params in searched:
+        model, seed = params["model"], params["seed"]
+        extra = {k: v for k, v in params.items() if k not in ("model", "seed")}
+        if params["loss_weights"] == (1.0, 1.0):
+            trial = FakeTrial(model, seed, [0.8, 0.9], (0.9, 0.9, 0.9), params=extra)
+        else:  # seed 42 reported the losing rung value; seed 123 was stopped before it ran
+            trial = FakeTrial(model, seed, [0.2] if seed == 42 else [], params=extra)
+        write_trial(run, trial)
+    summary = collect.collect(run, tmp_path / "out" / "phaseA")
+    bad = _model(summary, "seq_bgru_mp/loss_weights=[1.0, 2.0]")
+    assert bad["pruned"] == {"epoch": 1, "rung_acc": 0.2, "seeds": [42], "source": "pruned.json"}
+    assert _model(summary, "seq_bgru_mp/loss_weights=[1.0, 1.0]")["n_finished"] == 2
+    assert summary["skipped"] == [] and summary["unfinished"] == []
 
 
 def test_no_sweep_json_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -413,6 +479,25 @@ def test_reference_from_another_phase_summary(tmp_path: Path) -> None:
     assert "[table](phaseA/table.md)" in index and "[table](phaseB/table.md)" in index
 
 
+def test_unreadable_other_summary_is_a_counted_skip(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for name, text in (("broken", "{not json"), ("odd", "[1, 2]")):
+        (results / name).mkdir(parents=True)
+        (results / name / "summary.json").write_text(text)
+    run = tmp_path / "runs" / "b"
+    write_sweep(run, phase="phaseB", reference="seq_bgru_mp", models=["attn_bgru_luong"])
+    write_trial(run, FakeTrial("attn_bgru_luong", 42, [0.9], (0.9, 0.9, 0.9)))
+    summary = collect.collect(run, results / "phaseB")
+    assert summary["reference"]["source"] is None
+    skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
+    assert skipped["broken/summary.json"].startswith("unreadable summary (JSONDecodeError")
+    assert skipped["odd/summary.json"] == "not a phase summary (no 'models' list)"
+    assert len(skipped) == 2
+    assert "- Skipped inputs: 2." in (results / "phaseB" / "table.md").read_text()
+    index = (results / "README.md").read_text()
+    assert "Unreadable summaries (skipped): broken, odd." in index
+
+
 def test_report_check_phase_b(tmp_path: Path) -> None:
     check = collect.report_check("phaseB")
     assert check["baseline"] == "seq_bgru_mp"
@@ -447,6 +532,26 @@ def test_report_check_phase_a_in_markdown(collected: tuple[Path, Path, dict]) ->
 
 def test_report_check_absent_for_phase0() -> None:
     assert collect.report_check("phase0") is None
+
+
+def test_report_check_without_its_baseline_row_is_a_packaging_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(reference.REPORT_BASELINE, "phaseA", "no_such_model")
+    with pytest.raises(RuntimeError, match=r"report_tables\.csv has no row for no_such_model"):
+        collect.report_check("phaseA")
+
+
+def test_confidence_level_comes_from_stats(
+    collected: tuple[Path, Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, out, summary = collected
+    text = (out / "table.md").read_text()
+    assert "| 95% CI |" in text and "with a 95% Welch's" in text
+    monkeypatch.setattr(tables, "CONFIDENCE", 0.9)
+    text = tables.render_markdown(summary)
+    assert "95%" not in text
+    assert text.count("| 90% CI |") == 2 and "with a 90% Welch's" in text
 
 
 # --------------------------------------------------------------------------- choice on validation
