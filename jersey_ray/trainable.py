@@ -9,11 +9,15 @@ reports every epoch's metrics with a checkpoint through ``ray.tune.report``.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from jersey_ray import metrics
@@ -33,11 +37,20 @@ def _report(values: dict[str, Any], checkpoint_dir: Path | None) -> None:
     tune.report(values, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
 
+def _record_placement(out_dir: Path) -> None:
+    """Which node and process ran (this attempt of) the trial: placement.jsonl, one line per attempt."""
+    ctx = ray.get_runtime_context()
+    row = {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(), "pid": os.getpid()}
+    with open(out_dir / "placement.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Tune entry point: train one (model, seed, ...) configuration, resuming if Tune says so."""
     cfg = from_dict(TrainConfig, config)
     out_dir = Path(tune.get_context().get_trial_dir())
     device = resolve_device(cfg.device)
+    _record_placement(out_dir)
     data = {split: load_split(cfg.cache, split, device) for split in metrics.SPLITS}
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:

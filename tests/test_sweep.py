@@ -1,0 +1,203 @@
+"""The sweep runner end to end on CPU: table, resume after SIGINT, retry after a fault,
+refusal to overwrite, preflight errors, and a two-node cluster on one machine.
+
+Each Tune run here is tiny (32x16 frames, a few dozen sequences, 1-2 epochs) but real: Ray
+starts, trials run in worker processes, checkpoints and result files are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from jersey_ray import metrics
+from jersey_ray.data import synth
+from jersey_ray.sweep import load_sweep, main, trial_dirname, trial_name
+
+MODELS = "attn_ugru_gate,basic_sv2"
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    synth.generate(root, sequences=48, size=(32, 16), frames=(2, 4), seed=3, progress=False)
+    return root
+
+
+def sweep_args(root: Path, storage: Path, name: str, *extra: str) -> list[str]:
+    return [
+        "phaseB", "--data", str(root), "--size", "32x16", "--pretrained", "none",
+        "--storage", str(storage), "--name", name, "--models", MODELS, *extra,
+    ]  # fmt: skip
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, **kw) -> subprocess.Popen:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jersey_ray.sweep", *args],
+        cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw,
+    )  # fmt: skip
+
+
+def results(exp: Path) -> dict[str, list[dict]]:
+    out = {}
+    for path in sorted(exp.glob("*/result.json")):
+        out[path.parent.name] = [json.loads(line) for line in path.read_text().splitlines()]
+    return out
+
+
+def finished(rows: list[dict]) -> bool:
+    return bool(rows) and metrics.TEST_ACC_NUMBER in rows[-1]
+
+
+def test_sweep_end_to_end_writes_the_table(tiny_root, tmp_path):
+    args = sweep_args(tiny_root, tmp_path / "runs", "e2e", "--seeds", "1,2", "--epochs", "2")
+    proc = run_cli(args, tmp_path)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    exp = tmp_path / "runs" / "e2e"
+    rows = results(exp)
+    assert sorted(rows) == [
+        "attn_ugru_gate-seed1", "attn_ugru_gate-seed2", "basic_sv2-seed1", "basic_sv2-seed2",
+    ]  # fmt: skip
+    assert all(finished(r) and [x[metrics.EPOCH] for x in r] == [1, 2] for r in rows.values())
+    assert "tensorboard --logdir" in out and "| UniGRU + gate (softmax) |" in out
+    summary = json.loads((tmp_path / "results" / "e2e" / "summary.json").read_text())
+    by_id = {m["id"]: m for m in summary["models"]}
+    assert by_id["basic_sv2"]["n_finished"] == 2
+    values = sorted(r[-1][metrics.TEST_ACC_NUMBER] for k, r in rows.items() if "basic_sv2" in k)
+    assert sorted(by_id["basic_sv2"]["test_acc_number"]["values"]) == pytest.approx(values)
+    record = json.loads((exp / "sweep.json").read_text())
+    assert record["finished"] and record["models"] == MODELS.split(",")
+    events = list((exp / "basic_sv2-seed1").glob("events.out.tfevents.*"))
+    assert events, "every trial writes TensorBoard events"
+    checkpoints = list((exp / "basic_sv2-seed1").glob("checkpoint_*/best.pt"))
+    assert len(checkpoints) == 1 and not list(exp.glob("*/checkpoint_*/last.pt"))
+
+
+def test_rerun_without_resume_refuses_and_keeps_files(tiny_root, tmp_path):
+    storage = tmp_path / "runs"
+    (storage / "taken").mkdir(parents=True)
+    (storage / "taken" / "tuner.pkl").write_bytes(b"x")
+    proc = run_cli(sweep_args(tiny_root, storage, "taken"), tmp_path)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "already holds sweep 'taken'; continue it with --resume" in out
+    assert (storage / "taken" / "tuner.pkl").read_bytes() == b"x"
+
+
+def test_resume_after_sigint_keeps_finished_trials(tiny_root, tmp_path):
+    storage = tmp_path / "runs"
+    args = sweep_args(tiny_root, storage, "cut", "--seeds", "1,2", "--epochs", "2",
+                      "--max-concurrent", "1")  # fmt: skip
+    proc = run_cli(args, tmp_path, start_new_session=True)
+    exp = storage / "cut"
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(finished(r) for r in results(exp).values()):
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    before = {k: (exp / k / "result.json").read_bytes() for k, r in results(exp).items()
+              if finished(r)}  # fmt: skip
+    assert 1 <= len(before) < 4, out
+    proc = run_cli([*args, "--resume"], tmp_path)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    after = results(exp)
+    assert len(after) == 4 and all(finished(r) for r in after.values()), out
+    for key, raw in before.items():
+        assert (exp / key / "result.json").read_bytes() == raw, f"{key} was re-run"
+
+
+def test_injected_fault_is_retried_from_the_checkpoint(tiny_root, tmp_path):
+    args = sweep_args(tiny_root, tmp_path / "runs", "faulty", "--seeds", "1", "--epochs", "2",
+                      "--models", "basic_sv2")  # fmt: skip
+    proc = run_cli(args, tmp_path, env={"JERSEY_RAY_FAIL_AT_EPOCH": "2"})
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    trial = tmp_path / "runs" / "faulty" / "basic_sv2-seed1"
+    assert (trial / ".fault_injected").exists()
+    rows = results(trial.parent)["basic_sv2-seed1"]
+    assert finished(rows) and rows[-1][metrics.EPOCH] == 2
+    attempts = (trial / "placement.jsonl").read_text().splitlines()
+    assert len(attempts) == 2, "one failed attempt, one retry"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--models", "nope"], "unknown model id 'nope'"),
+        (["--data", "/no/such/folder"], "--data /no/such/folder is not a folder"),
+        (["--pretrained", "imagenet"], "--pretrained none"),
+    ],
+)
+def test_preflight_errors_are_one_line(tiny_root, tmp_path, extra, message):
+    args = sweep_args(tiny_root, tmp_path / "runs", "bad") + extra
+    proc = run_cli(args, tmp_path, env={"TORCH_HOME": str(tmp_path / "empty-torch-home")})
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], out
+    assert "Traceback" not in out
+    assert not (tmp_path / "runs" / "bad" / "tuner.pkl").exists()
+
+
+def test_corrupt_cache_is_refused_before_any_trial(tiny_root, tmp_path):
+    def args(name: str) -> list[str]:
+        return sweep_args(tiny_root, tmp_path / "runs", name, "--seeds", "1", "--epochs", "1",
+                          "--models", "basic_sv2")  # fmt: skip
+
+    out, _ = (proc := run_cli(args("first"), tmp_path)).communicate(timeout=600)
+    assert proc.returncode == 0, out
+    shard = next((tmp_path / "results" / "cache").glob("*/train/*.parquet"))
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    out, _ = (proc := run_cli(args("second"), tmp_path)).communicate(timeout=300)
+    assert proc.returncode == 2, out
+    assert shard.name in out and "Traceback" not in out
+    assert not (tmp_path / "runs" / "second" / "tuner.pkl").exists()
+
+
+def test_two_node_cluster_spreads_trials(tiny_root, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        args = sweep_args(tiny_root, tmp_path / "runs", "twonode", "--seeds", "1,2",
+                          "--epochs", "1", "--models", "basic_sv2",
+                          "--address", cluster.address)  # fmt: skip
+        proc = run_cli(args, tmp_path)
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
+        exp = tmp_path / "runs" / "twonode"
+        rows = results(exp)
+        assert len(rows) == 2 and all(finished(r) for r in rows.values()), out
+        nodes = {json.loads(p.read_text().splitlines()[0])["node_id"]
+                 for p in exp.glob("*/placement.jsonl")}  # fmt: skip
+        assert len(nodes) == 2, "each node ran one trial"
+    finally:
+        cluster.shutdown()
+
+
+def test_sweeps_are_data_and_trial_names_are_readable():
+    spec = load_sweep("phaseB")
+    assert spec.phase == "phaseB" and len(spec.models) == 6 and spec.seeds[0] == 42
+
+    trial = SimpleNamespace(config={"model": "attn_bgru_luong", "seed": 42, "lr": 0.001})
+    assert trial_name(trial, "phaseB", ()) == "phaseB/attn_bgru_luong/seed42"
+    assert trial_dirname(trial, ("lr",)) == "attn_bgru_luong-lr=0.001-seed42"
+    assert main(["no_such_sweep"]) == 2
