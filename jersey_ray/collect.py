@@ -27,6 +27,7 @@ from jersey_ray.errors import UserError, run_cli
 from jersey_ray.runs import (
     Run,
     Trial,
+    best_config_on_validation,
     choose_on_validation,
     failed_trials,
     latest_checkpoint,
@@ -209,6 +210,25 @@ def _reference_elsewhere(
                 src = f"{path.parent.name}/summary.json (run {other.get('run_dir')})"
                 return {**rec, "source": src}
     return None
+
+
+BEST_OF = "best:"
+"""A sweep's ``reference = "best:phaseA"``: the best model of that phase, chosen on validation."""
+
+
+def resolve_reference(
+    declared: str, out_dir: Path, skipped: list[dict[str, str]]
+) -> tuple[str, str]:
+    """The reference configuration id and how it was chosen (empty id: none available)."""
+    if not declared.startswith(BEST_OF):
+        return declared, ""
+    phase = declared[len(BEST_OF) :]
+    path = out_dir.resolve().parent / phase / "summary.json"
+    other = _read_summary(path, skipped) if path.is_file() else None
+    best = best_config_on_validation(other) if other else None
+    if best is None:
+        return "", f"the best {phase} model on validation, but {path} has none: run {phase} first"
+    return best, f"the best {phase} model on validation (highest mean best val acc_number)"
 
 
 def find_reference(
@@ -408,9 +428,11 @@ def collect(run_dir: Path | str, out_dir: Path | str | None = None) -> dict[str,
     out = _out_dir(run, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = summarize_run(run)
-    ref = find_reference(str(run.sweep.get("reference") or ""), records, out, run.skipped)
+    ref_id, chosen = resolve_reference(str(run.sweep.get("reference") or ""), out, run.skipped)
+    ref = find_reference(ref_id, records, out, run.skipped)
     compare_to_reference(records, ref)
     summary = build_summary(run, records, ref)
+    summary["reference"].update(id=ref_id, declared=run.sweep.get("reference") or "", chosen=chosen)
     summary["figures"], summary["figure_notes"] = make_figures(run, records, out)
     summary["table_md"] = (out / "table.md").as_posix()
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

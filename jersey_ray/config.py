@@ -186,7 +186,7 @@ class SweepSpec:
     reduction_factor: int = 3
     """ASHA: keep the top 1/reduction_factor of configurations at each rung."""
     reference: str = ""
-    """Model id this phase's models are compared against in the table (empty: none)."""
+    """Model id the table compares against, or ``best:<phase>`` (that phase's best on val)."""
     description: str = ""
     """One line shown in the table header and the results index."""
 

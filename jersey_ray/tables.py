@@ -151,6 +151,9 @@ def _level() -> str:
 def _comparison(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     ref = summary["reference"]
     lines = ["## Difference from the reference (test acc_number)", ""]
+    chosen = f" ({ref['chosen']})" if ref.get("chosen") else ""
+    if not ref["id"] and ref.get("declared"):
+        return [*lines, f"Reference: {ref['chosen']}; no comparison is made.", ""]
     if not ref["id"]:
         return [*lines, "No reference model is declared for this phase (sweep.json).", ""]
     if ref["source"] is None:
@@ -161,7 +164,7 @@ def _comparison(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
             "",
         ]
     lines += [
-        f"Reference: `{ref['id']}` (n = {ref['n']}, from {ref['source']}). "
+        f"Reference: `{ref['id']}`{chosen} (n = {ref['n']}, from {ref['source']}). "
         f"Δ = model mean − reference mean; {_level()} CI: {CI_METHOD} over seeds; "
         '"not significant" when the CI contains 0.',
         "",

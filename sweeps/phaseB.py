@@ -1,7 +1,7 @@
 """Phase B (report Table 3): ResNet-18 + GRU + attention pooling, discriminative LR.
 
-Compared against the report's Phase B base, the BiGRU mean-pool model of Phase A, run here with
-the same seeds so that the difference and its confidence interval come from one protocol.
+Compared against the best Phase A model, chosen on validation from results/phaseA/summary.json
+(the report used BiGRU mean pool, chosen on test means), so run phaseA first (or `all`).
 """
 
 from jersey_ray.config import SweepSpec
@@ -25,5 +25,5 @@ SWEEP = SweepSpec(
         "lr_temporal": 3e-4,
         "lr_heads": 3e-4,
     },
-    reference="seq_bgru_mp",
+    reference="best:phaseA",
 )

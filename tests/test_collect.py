@@ -632,3 +632,29 @@ def test_extra_axes_make_separate_configurations(tmp_path: Path) -> None:
         "seq_bgru_mp/lr=0.001",
     ]
     assert [m["test_acc_number"]["mean"] for m in summary["models"]] == [0.8, 0.9]
+
+
+def test_best_of_phase_reference_is_chosen_on_validation(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    phase_a = {
+        "phase": "phaseA",
+        "models": [
+            # best on test, worse on validation: must not be chosen
+            {"id": "seq_blstm_mp", "config": "seq_blstm_mp",
+             "best_val_acc_number": {"mean": 0.80, "n": 3},
+             metrics.TEST_ACC_NUMBER: {"mean": 0.99, "std": 0.01, "n": 3}},
+            {"id": "seq_bgru_mp", "config": "seq_bgru_mp",
+             "best_val_acc_number": {"mean": 0.90, "n": 3},
+             metrics.TEST_ACC_NUMBER: {"mean": 0.70, "std": 0.01, "n": 3}},
+        ],
+    }  # fmt: skip
+    (results / "phaseA").mkdir(parents=True)
+    (results / "phaseA" / "summary.json").write_text(json.dumps(phase_a))
+    skipped: list[dict[str, str]] = []
+    ref, how = collect.resolve_reference("best:phaseA", results / "phaseB", skipped)
+    assert ref == "seq_bgru_mp" and "on validation" in how and not skipped
+    assert collect.resolve_reference("seq_ugru_fs", results / "phaseB", skipped) == (
+        "seq_ugru_fs", "",
+    )  # fmt: skip
+    ref, how = collect.resolve_reference("best:phase9", results / "phaseB", skipped)
+    assert ref == "" and "run phase9 first" in how
