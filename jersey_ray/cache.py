@@ -323,6 +323,30 @@ def is_uri(location: str | os.PathLike) -> bool:
     return "://" in str(location)
 
 
+def cache_name(
+    root: str | os.PathLike,
+    size: tuple[int, int],
+    max_frames: int,
+    split_seed: int,
+    numbers: Sequence[str] = (),
+) -> str:
+    """The folder name under which the sweep and ``train --data`` cache ``root``.
+
+    One folder per data root and preprocessing parameters, so changing any of them never
+    replaces another cache; a class subset gets its own folder for the same reason.
+    """
+    path = Path(root).resolve()
+    h, w = size
+    name = f"{path.name}-{h}x{w}-f{max_frames}-s{split_seed}-{_short_hash(str(path), 8)}"
+    if numbers:
+        name += "-n" + _short_hash(",".join(numbers), 6)
+    return name
+
+
+def _short_hash(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
 def cache_filesystem(cache: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """pyarrow file system and base path of a cache location (path or URI)."""
     if is_uri(cache):

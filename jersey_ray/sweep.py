@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -164,10 +163,11 @@ def storage_root(option: str | None) -> str:
     return str(Path(option or RUNS_DIR).resolve())
 
 
-def cache_location(storage: str, root: Path, preset_size, max_frames: int, split_seed: int) -> str:
-    h, w = preset_size
-    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-    name = f"{root.name}-{h}x{w}-f{max_frames}-s{split_seed}-{tag}"
+def cache_location(storage: str, root: Path, size: tuple[int, int], max_frames: int) -> str:
+    """Local runs cache under results/cache; a cluster (URI storage) caches beside its runs."""
+    from jersey_ray.cache import cache_name
+
+    name = cache_name(root, size, max_frames, TrainConfig.split_seed)
     if is_uri(storage):
         return f"{storage}/_cache/{name}"
     return str((CACHE_DIR / name).resolve())
@@ -404,7 +404,7 @@ def run_sweep(
     n_params = check_models(models, pretrained)
     cache = build_cache(
         root,
-        cache_location(storage, root, size, preset.max_frames, TrainConfig.split_seed),
+        cache_location(storage, root, size, preset.max_frames),
         size=size,
         max_frames=preset.max_frames,
         split_seed=TrainConfig.split_seed,

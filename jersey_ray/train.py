@@ -33,7 +33,6 @@ environment, the trial raises RuntimeError once when epoch N starts, after creat
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -52,6 +51,7 @@ from torch import nn
 from tqdm import tqdm
 
 from jersey_ray import metrics as M
+from jersey_ray.cache import cache_name
 from jersey_ray.config import TrainConfig, from_dict, from_json, to_dict, to_json
 from jersey_ray.errors import UserError, run_cli
 from jersey_ray.loader import Batch, SplitData, iter_batches, load_split
@@ -778,13 +778,8 @@ def check_out(out: Path, resume: bool) -> None:
 
 
 def cache_folder(root: Path, cfg: TrainConfig) -> Path:
-    """Where ``--data`` caches ``root``: one folder per root and preprocessing parameters."""
-    h, w = cfg.size
-    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-    name = f"{root.resolve().name}-{h}x{w}-f{cfg.max_frames}-s{cfg.split_seed}-{tag}"
-    if cfg.numbers:  # a subset must not replace the full cache
-        name += "-n" + hashlib.sha256(",".join(cfg.numbers).encode()).hexdigest()[:6]
-    return CACHE_ROOT / name
+    """Where ``--data`` caches ``root`` (named as the sweep names it)."""
+    return CACHE_ROOT / cache_name(root, cfg.size, cfg.max_frames, cfg.split_seed, cfg.numbers)
 
 
 def prepare_cache(
