@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,13 +230,29 @@ def check_models(models: tuple[str, ...], pretrained: str) -> dict[str, int]:
     return {m: count_params(build_model(m, pretrained)) for m in models}
 
 
-def check_gpu_share(plan: Plan, need_bytes: float) -> None:
-    """On a single GPU box the driver can see the GPU: refuse a share that cannot fit."""
+def visible_gpu_memory() -> tuple[int, int] | None:
+    """(free, total) bytes of the first GPU the driver sees, or None.
+
+    Read in a short-lived process: a CUDA context in the driver would hold hundreds of MB of
+    the GPU memory the trials need for the whole sweep.
+    """
     import torch
 
-    if not plan.gpus_per_trial or not torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        return None
+    probe = "import torch; print(*torch.cuda.mem_get_info())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        return None
+    free, total = (int(v) for v in out.stdout.split())
+    return free, total
+
+
+def check_gpu_share(plan: Plan, need_bytes: float, memory: tuple[int, int] | None) -> None:
+    """Where the driver can see the GPU, refuse a share that cannot hold a trial."""
+    if not plan.gpus_per_trial or memory is None:
         return
-    free, total = torch.cuda.mem_get_info()
+    free, total = memory
     share = min(plan.gpus_per_trial, 1.0) * total
     if share > free or share < need_bytes:
         raise UserError(
@@ -412,17 +429,23 @@ def run_sweep(
     verify_cache(cache.path)  # every trial checks it too; a corrupt shard should stop us here
     shape = cluster_shape()
     n_trials = len(models) * len(seeds) * max(1, _axes_product(spec))
+    memory = visible_gpu_memory() if shape["gpus"] else None
+    need = _trial_need_bytes(cache.manifest, size, preset)
+    share = opts.gpus_per_trial
+    if share is None and shape["gpus"]:
+        # as many trials per GPU as fit in its memory; 0.25 when the driver cannot see the GPU
+        share = resources.default_gpu_fraction(memory[1], need) if memory else 0.25
     plan = resources.plan(
         shape["cpus"],
         shape["gpus"],
         shape["node_cpus"],
         shape["node_gpus"],
-        gpus_per_trial=opts.gpus_per_trial,
+        gpus_per_trial=share,
         cpus_per_trial=opts.cpus_per_trial,
         max_concurrent=opts.max_concurrent,
         n_trials=n_trials,
     )
-    check_gpu_share(plan, _trial_need_bytes(cache.manifest, size, preset))
+    check_gpu_share(plan, need, memory)
     fixed = {
         **preset.train,
         "epochs": epochs,

@@ -38,7 +38,7 @@ def _report(values: dict[str, Any], checkpoint_dir: Path | None) -> None:
 
 
 def _record_placement(out_dir: Path) -> None:
-    """Which node and process ran (this attempt of) the trial: placement.jsonl, one line per attempt."""
+    """Record which node and process ran this attempt: placement.jsonl, one line per attempt."""
     ctx = ray.get_runtime_context()
     row = {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(), "pid": os.getpid()}
     with open(out_dir / "placement.jsonl", "a") as f:

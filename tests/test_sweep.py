@@ -201,3 +201,17 @@ def test_sweeps_are_data_and_trial_names_are_readable():
     assert trial_name(trial, "phaseB", ()) == "phaseB/attn_bgru_luong/seed42"
     assert trial_dirname(trial, ("lr",)) == "attn_bgru_luong-lr=0.001-seed42"
     assert main(["no_such_sweep"]) == 2
+
+
+def test_gpu_share_that_cannot_hold_a_trial_is_refused():
+    from jersey_ray.errors import UserError
+    from jersey_ray.resources import Plan
+    from jersey_ray.sweep import check_gpu_share
+
+    gb = 10**9
+    check_gpu_share(Plan(4, 0.25, 4), 15 * gb, (80 * gb, 80 * gb))  # 20 GB share holds 15 GB
+    check_gpu_share(Plan(1, 0.0, 2), 15 * gb, None)  # CPU trials: nothing to check
+    with pytest.raises(UserError, match=r"gives 10\.0 GB per trial .* needs about 15\.0 GB"):
+        check_gpu_share(Plan(4, 0.125, 8), 15 * gb, (80 * gb, 80 * gb))
+    with pytest.raises(UserError, match=r"5\.0 GB of 80\.0 GB is free"):
+        check_gpu_share(Plan(4, 0.25, 4), 1 * gb, (5 * gb, 80 * gb))
