@@ -1,0 +1,996 @@
+"""``python -m jersey_ray.bench infer``: deployment latency and throughput per precision, compiler
+and runtime, with the test accuracy of each (the report's Table 4, done right).
+
+The model comes from a checkpoint (``--checkpoint``), from a sweep's run folder (``--run``: the
+finished trial with the best validation acc_number; test metrics play no part, unlike the
+reference, report-spec 8.10/8.12) or is built with random weights (``--model``: timing only).
+Every variant of :mod:`jersey_ray.bench.variants` is timed on two inputs per batch size, each
+with fixed random frames on the device: *fixed* (every sequence ``--frames`` long, as the
+reference) and *variable* (lengths uniform in 1..frames from a fixed seed). With a test split
+(``--data`` or ``--cache``) each variant's test acc_number is compared with fp32 eager: it is
+*preserved* when at most one sequence changes. Outputs: Markdown (with the report's own rows,
+labelled), JSON and a latency-vs-batch plot, all from one result dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from jersey_ray.bench.timing import summarize, time_call
+from jersey_ray.bench.variants import (
+    BASELINE,
+    BY_NAME,
+    VARIANTS,
+    Context,
+    Logits,
+    Runner,
+    Unsupported,
+    Variant,
+    brief_error,
+)
+from jersey_ray.cache import build_cache, read_manifest
+from jersey_ray.config import TrainConfig
+from jersey_ray.errors import UserError, run_cli
+from jersey_ray.loader import SplitData, iter_batches, keep_freed_host_memory, load_split
+from jersey_ray.models import ModelSpec, build_model, get_spec
+from jersey_ray.predict import load_checkpoint
+from jersey_ray.runs import BEST_VAL_ACC_NUMBER, choose_on_validation, latest_checkpoint, read_run
+from jersey_ray.train import cache_folder, parse_size, resolve_device
+
+DEFAULT_BATCH_SIZES = (1, 4, 8, 16, 64, 256)
+DEFAULT_SIZE = (192, 96)
+DEFAULT_FRAMES = 16
+EVAL_BATCH = 64  # the reference's test loader batch; accuracy does not depend on it
+INPUT_SEED = 0
+"""Seeds the random frames and the variable lengths (plus the batch size, so one batch size's
+input does not depend on which others are run)."""
+PRESERVED_SEQUENCES = 1
+"""Accuracy is preserved when the number of correct test sequences moves by at most this."""
+TARGET_MODEL = "attn_bgru_luong"
+TARGET_LATENCY_MS = 1.71  # the report's best batch-1 latency: fp16 + TorchScript on an RTX 3090
+TARGET_SEQ_PER_S = 10_000.0
+UNMEASURED = "unmeasured on this machine"
+RANDOM_NOTE = "random weights (pretrained none): timing only, accuracy not checked"
+
+_HALF = "fp16 (model.half() + autocast)"
+_LABELLED = 'fp16 (model.half() + autocast; labelled "FP16+JIT")'
+_SCRIPTED = "torch.jit.script + optimize_for_inference"
+REPORT_TABLE4 = (
+    # setting, precision, what ran, batch, ms per sequence, speedup, acc (%): report-spec 7,
+    # with what ran from spec 6.1
+    ("baseline", "fp32", "eager", 1, 2.49, 1.00, 98.63),
+    ("optimized", _HALF, "eager", 1, 1.96, 1.27, 98.63),
+    ("optimized", _HALF, _SCRIPTED, 1, 1.71, 1.45, 98.63),
+    ("batch", _LABELLED, "eager", 1, 1.94, None, None),
+    ("batch", _LABELLED, "eager", 4, 1.03, None, None),
+    ("batch", _LABELLED, "eager", 8, 0.94, None, None),
+    ("batch", _LABELLED, "eager", 16, 0.88, None, None),
+)
+REPORT_SOURCE = "report (RTX 3090)"
+REPORT_NOTE = (
+    "The report's rows: attn_bgru_luong on an RTX 3090, forward only on fixed 16-frame inputs, "
+    "mean of 100 runs after 50 warm-up runs. Its batch rows, labelled "
+    '"FP16+JIT", ran the eager fp16 model, not the scripted one (report-spec 8.11); its '
+    "98.63% is one checkpoint, the last seed's, and the deployment model was chosen on test "
+    "means (8.10, 8.12)."
+)
+
+
+def timed_text(device: torch.device, warmup: int, iters: int) -> str:
+    clock = (
+        "CUDA events around each call, synchronized after each"
+        if device.type == "cuda"
+        else "time.perf_counter around each call"
+    )
+    return (
+        f"model forward only, on inputs already on the device ({device.type}): packed real "
+        "frames [N,3,H,W] float32 channels_last and the mask [B,T]; a variant's dtype cast, "
+        "NumPy copy or ONNX Runtime binding is done before the clock. No decoding, no "
+        "preprocessing, no host-to-device copy, no softmax or argmax of the outputs. "
+        f"Clock: {clock} (ONNX Runtime: time.perf_counter). "
+        + (
+            "On the CPU, glibc keeps freed large blocks for reuse (as the loader sets it) for "
+            "every variant alike. "
+            if device.type == "cpu"
+            else ""
+        )
+        + "Per input: the first call is timed "
+        f"on its own (compilation happens there), then {warmup} warm-up calls, then {iters} "
+        "timed calls, under torch.inference_mode."
+    )
+
+
+# ------------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Input:
+    kind: str  # "fixed" | "variable"
+    batch: int
+    frames: torch.Tensor
+    mask: torch.Tensor
+    lengths: list[int]
+
+
+def make_input(kind: str, batch: int, frames: int, size: tuple[int, int], device) -> Input:
+    """Random normal frames (as the reference) packed [N,3,H,W], channels_last, on ``device``."""
+    gen = torch.Generator().manual_seed(INPUT_SEED + batch)
+    if kind == "fixed":
+        lengths = torch.full((batch,), frames)
+    else:
+        lengths = torch.randint(1, frames + 1, (batch,), generator=gen)
+    mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    x = torch.randn(int(lengths.sum()), 3, *size, generator=gen)
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    return Input(kind, batch, x, mask.to(device), lengths.tolist())
+
+
+def example_input(size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trace example: lengths (3, 1), so batch, steps and frames all differ and none is 1
+    (a trace that fixed one of them shows in the agreement check at another shape)."""
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    frames = torch.randn(4, 3, *size, generator=torch.Generator().manual_seed(INPUT_SEED))
+    return frames.to(device).contiguous(memory_format=torch.channels_last), mask.to(device)
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def number_correct(
+    tens_logits: torch.Tensor, ones_logits: torch.Tensor, tens: torch.Tensor, ones: torch.Tensor
+) -> int:
+    """Sequences whose tens and ones digits are both right (acc_number's numerator)."""
+    right = (tens_logits.argmax(1) == tens) & (ones_logits.argmax(1) == ones)
+    return int(right.sum())
+
+
+def accuracy_change(correct: int, baseline_correct: int, n: int) -> dict[str, Any]:
+    """acc_number and its change against the baseline in sequences and in points."""
+    delta = correct - baseline_correct
+    return {
+        "correct": correct,
+        "sequences": n,
+        "acc_number": correct / n,
+        "delta_sequences": delta,
+        "delta_points": 100.0 * delta / n,
+        "preserved": abs(delta) <= PRESERVED_SEQUENCES,
+    }
+
+
+def count_correct(runner: Runner, data: SplitData) -> int:
+    correct = 0
+    for batch in iter_batches(data, EVAL_BATCH, sequence=True, shuffle=False):
+        tens, ones = runner.logits(runner.call(*runner.prepare(batch.frames, batch.mask)))
+        correct += number_correct(tens, ones, batch.tens.cpu(), batch.ones.cpu())
+    return correct
+
+
+def agreement(logits: Logits, reference: Logits) -> dict[str, float]:
+    """How far a variant's logits are from fp32 eager's on the same check input."""
+    same = (logits[0].argmax(1) == reference[0].argmax(1)) & (
+        logits[1].argmax(1) == reference[1].argmax(1)
+    )
+    diff = max(float((a - b).abs().max()) for a, b in zip(logits, reference, strict=True))
+    return {"max_abs_logit_diff": diff, "same_prediction": float(same.float().mean())}
+
+
+# ------------------------------------------------------------------------ model and data
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    info: dict[str, Any]
+    cfg: TrainConfig | None
+    """The checkpoint's training config; None for random weights."""
+
+
+def _sequence_spec(model_id: str, where: str) -> ModelSpec:
+    spec = get_spec(model_id)
+    if not spec.sequence:
+        raise UserError(
+            f"{where}: {model_id} is a single-frame (Phase 0) model; bench infer times the "
+            "sequence models (Phases A and B)"
+        )
+    return spec
+
+
+def random_model(model_id: str, device: torch.device) -> Loaded:
+    spec = _sequence_spec(model_id, "--model")
+    torch.manual_seed(INPUT_SEED)
+    model = build_model(model_id, pretrained="none").to(device).eval()
+    info = {"id": model_id, "display": spec.display, "weights": "random", "note": RANDOM_NOTE}
+    return Loaded(model, info, None)
+
+
+def checkpoint_model(path: Path, device: torch.device) -> Loaded:
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file; pass a trial's checkpoint_*/best.pt")
+    model, cfg, ckpt = load_checkpoint(path, device)
+    spec = _sequence_spec(cfg.model, str(path))
+    info = {
+        "id": cfg.model,
+        "display": spec.display,
+        "weights": "checkpoint",
+        "checkpoint": str(path),
+        "epoch": ckpt.get("epoch"),
+        "seed": cfg.seed,
+        "trained_size": list(cfg.size),
+        "trained_max_frames": cfg.max_frames,
+    }
+    return Loaded(model.eval(), info, cfg)
+
+
+def run_model(run_dir: Path, device: torch.device) -> Loaded:
+    """The finished trial with the best validation acc_number, and its latest best.pt."""
+    run = read_run(run_dir)
+    trial = choose_on_validation(run.trials)
+    if trial is None:
+        status = Counter(t.status for t in run.trials)
+        seen = ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "no trials"
+        raise UserError(f"{run_dir}: no finished trial to choose from ({seen}); finish the sweep")
+    path = latest_checkpoint(trial)
+    if path is None:
+        raise UserError(f"{run_dir}/{trial.dir}: the chosen trial has no checkpoint_*/best.pt")
+    loaded = checkpoint_model(path, device)
+    finished = [t for t in run.trials if t.status == "finished"]
+    loaded.info["chosen"] = {
+        "run": str(run_dir),
+        "trial": trial.dir,
+        "model": trial.model,
+        "seed": trial.seed,
+        "best_val_acc_number": trial.last[BEST_VAL_ACC_NUMBER],
+        "finished_trials": len(finished),
+        "rule": "highest best_val_acc_number among the finished trials (validation only; no "
+        "test metric is read)",
+    }
+    return loaded
+
+
+def check_cache_fits(cache: Path, cfg: TrainConfig) -> None:
+    """A cache built with another size, frame count, split or subset is not the checkpoint's
+    test split."""
+    manifest = read_manifest(cache)
+    have = {k: manifest.get(k) for k in ("size", "max_frames", "split_seed")}
+    have["numbers"] = list(manifest.get("numbers") or [])
+    want = {"size": list(cfg.size), "max_frames": cfg.max_frames, "split_seed": cfg.split_seed}
+    want["numbers"] = list(cfg.numbers)
+    diff = [f"{k} {have[k]} (checkpoint: {want[k]})" for k in want if have[k] != want[k]]
+    if diff:
+        raise UserError(
+            f"{cache}: built with {', '.join(diff)}; pass a cache built with the checkpoint's "
+            "settings, or the data root with --data"
+        )
+
+
+def load_test_split(
+    args: argparse.Namespace, cfg: TrainConfig | None, device: torch.device
+) -> tuple[SplitData | None, dict[str, Any]]:
+    if args.data is None and args.cache is None:
+        reason = RANDOM_NOTE if cfg is None else "no test data given (--data or --cache)"
+        return None, {"checked": False, "reason": reason}
+    assert cfg is not None  # check_args refuses data with random weights
+    if args.data is not None:
+        result = build_cache(
+            args.data,
+            cache_folder(args.data, cfg),
+            size=cfg.size,
+            max_frames=cfg.max_frames,
+            split_seed=cfg.split_seed,
+            numbers=cfg.numbers or None,
+        )
+        cache = Path(result.path)
+    else:
+        cache = args.cache
+        check_cache_fits(cache, cfg)
+    data = load_split(cache, "test", device)
+    if len(data) == 0:
+        raise UserError(f"{cache}: the test split is empty; nothing to check accuracy on")
+    info = {
+        "checked": True,
+        "split": "test",
+        "cache": str(cache),
+        "sequences": len(data),
+        "eval_batch": EVAL_BATCH,
+        "rule": f"preserved when |delta correct| <= {PRESERVED_SEQUENCES} sequence against "
+        "fp32 eager",
+    }
+    return data, info
+
+
+# ------------------------------------------------------------------------------- running
+
+
+def _record(variant: Variant) -> dict[str, Any]:
+    return {
+        "name": variant.name,
+        "setting": variant.setting,
+        "precision": variant.precision,
+        "runtime": variant.runtime,
+        "status": "ok",
+        "reason": "",
+        "build_s": None,
+        "notes": [],
+        "agreement": None,
+        "accuracy": None,
+    }
+
+
+def time_row(runner: Runner, variant: Variant, inp: Input, args, device) -> dict[str, Any]:
+    row = {
+        "variant": variant.name,
+        "setting": variant.setting,
+        "precision": variant.precision,
+        "runtime": variant.runtime,
+        "input": inp.kind,
+        "batch": inp.batch,
+        "frames": sum(inp.lengths),
+        "steps": max(inp.lengths),
+        "status": "ok",
+        "reason": "",
+    }
+    try:
+        with torch.inference_mode():
+            call_args = runner.prepare(inp.frames, inp.mask)
+            timing = time_call(
+                lambda: runner.call(*call_args),
+                warmup=args.warmup,
+                iters=args.iters,
+                device=device,
+                clock=runner.clock,
+            )
+    except Exception as err:  # OOM, a compiler error: the row says so and the run goes on
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # what an out-of-memory batch left behind
+        return {**row, "status": "failed", "reason": brief_error(err)}
+    stats = summarize(timing.samples_ms, inp.batch)
+    return {
+        **row,
+        "first_call_s": timing.first_call_s,
+        "iters": args.iters,
+        "clock": timing.clock,
+        **stats,
+        "speedup_vs_fp32": None,
+    }
+
+
+def check_variant(
+    runner: Runner, record: dict, check: Input, reference: Logits | None, data: SplitData | None
+) -> Logits:
+    """Agreement with fp32 on the check input and, with a test split, the correct count."""
+    with torch.inference_mode():
+        logits = runner.logits(runner.call(*runner.prepare(check.frames, check.mask)))
+        record["agreement"] = agreement(logits, logits if reference is None else reference)
+        if data is not None:
+            record["correct"] = count_correct(runner, data)
+    return logits
+
+
+def run_variant(
+    variant: Variant, ctx: Context, inputs: list[Input], args, data, reference, bar
+) -> tuple[dict[str, Any], list[dict[str, Any]], Logits | None]:
+    record = _record(variant)
+    start = time.perf_counter()
+    try:
+        runner = variant.build(ctx)
+    except Unsupported as err:
+        bar.update(len(inputs))
+        return {**record, "status": "unsupported", "reason": str(err)}, [], None
+    except Exception as err:  # a builder's own failure: reported, and the other variants run
+        bar.update(len(inputs))
+        return {**record, "status": "failed", "reason": f"build: {brief_error(err)}"}, [], None
+    record["build_s"] = time.perf_counter() - start
+    record["notes"] = list(runner.notes)
+    rows = []
+    for inp in inputs:
+        bar.set_postfix_str(f"{variant.name} {inp.kind} b{inp.batch}")
+        rows.append(time_row(runner, variant, inp, args, ctx.device))
+        bar.update()
+    logits = None
+    try:
+        logits = check_variant(runner, record, inputs[-1], reference, data)
+    except Exception as err:  # reported in the variant's row, like a timing failure
+        record.update(status="failed", reason=f"accuracy check: {brief_error(err)}")
+    record["notes"] += runner.after()
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed and record["status"] == "ok":
+        status = "failed" if len(failed) == len(rows) else "partial"
+        record.update(status=status, reason="; ".join(sorted({r["reason"] for r in failed})))
+    return record, rows, logits
+
+
+def run_all(ctx: Context, selected: list[Variant], inputs: list[Input], args, data) -> tuple:
+    records, rows, reference = [], [], None
+    with tqdm(total=len(selected) * len(inputs), desc="bench infer", unit="input") as bar:
+        for variant in selected:
+            record, new_rows, logits = run_variant(variant, ctx, inputs, args, data, reference, bar)
+            if variant.name == BASELINE:
+                reference = logits
+            records.append(record)
+            rows += new_rows
+            gc.collect()
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+    return records, rows
+
+
+def add_comparisons(records: list[dict], rows: list[dict], n_test: int | None) -> None:
+    """Speedup against fp32 eager at the same input and batch; accuracy change against it."""
+    base = {(r["input"], r["batch"]): r for r in rows if r["variant"] == BASELINE}
+    for row in rows:
+        ref = base.get((row["input"], row["batch"]))
+        if row["status"] == "ok" and ref is not None and ref["status"] == "ok":
+            row["speedup_vs_fp32"] = ref["latency_ms"]["mean"] / row["latency_ms"]["mean"]
+    for record in records:
+        speedups = [r["speedup_vs_fp32"] for r in rows if r["variant"] == record["name"]]
+        if speedups and all(x is not None and x < 1 for x in speedups):
+            record["notes"].append("slower than fp32 eager at every measured input here")
+    base_correct = next((r.get("correct") for r in records if r["name"] == BASELINE), None)
+    for record in records:
+        correct = record.pop("correct", None)
+        if n_test and correct is not None and base_correct is not None:
+            record["accuracy"] = accuracy_change(correct, base_correct, n_test)
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def _ok(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["status"] == "ok"]
+
+
+TARGETS = (
+    ("batch-1 latency", f"< {TARGET_LATENCY_MS} ms per batch of 1, {TARGET_MODEL}, H100 (the "
+     f"report: {TARGET_LATENCY_MS} ms on an RTX 3090)"),
+    ("large-batch throughput", f"> {TARGET_SEQ_PER_S:,.0f} sequences/s, {TARGET_MODEL}, bf16 + "
+     "torch.compile, H100"),
+)  # fmt: skip
+
+
+def targets(
+    model_id: str, machine: dict[str, Any], rows: list[dict], records: list[dict]
+) -> list[dict[str, Any]]:
+    """The H100 targets of the issue, judged only where they can be measured: on a GPU, for
+    attn_bgru_luong, from the fixed-input rows of variants that did not lose accuracy."""
+    items = [{"name": n, "target": t, "value": None, "variant": None} for n, t in TARGETS]
+    if machine["device"] != "cuda" or model_id != TARGET_MODEL:
+        why = (
+            f"{UNMEASURED} (device {machine['device']}: {machine['device_name']})"
+            if machine["device"] != "cuda"
+            else f"not applicable: the targets are for {TARGET_MODEL}, this is {model_id}"
+        )
+        return [{**t, "status": why} for t in items]
+    gpu = machine["device_name"]
+    where = gpu if "H100" in gpu else f"{gpu}, not an H100"
+    lost = {v["name"] for v in records if v["accuracy"] and not v["accuracy"]["preserved"]}
+    fixed = [r for r in _ok(rows) if r["input"] == "fixed" and r["variant"] not in lost]
+    one = min((r for r in fixed if r["batch"] == 1), key=lambda r: r["latency_ms"]["mean"],
+              default=None)  # fmt: skip
+    fast = [
+        r for r in fixed if r["runtime"].startswith("torch.compile") and "bf16" in r["precision"]
+    ]
+    big = max(fast, key=lambda r: r["seq_per_s"], default=None)
+    picks = (
+        (one, lambda r: r["latency_ms"]["mean"], lambda v: v < TARGET_LATENCY_MS, "batch-1"),
+        (big, lambda r: r["seq_per_s"], lambda v: v > TARGET_SEQ_PER_S, "bf16 + torch.compile"),
+    )
+    for item, (row, value_of, met, what) in zip(items, picks, strict=True):
+        if row is None:
+            item["status"] = f"unmeasured: no {what} row ran"
+            continue
+        value = value_of(row)
+        item.update(value=value, variant=f"{row['variant']} (batch {row['batch']})")
+        item["status"] = f"{'met' if met(value) else 'missed'} on {where}"
+    return items
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: platform's answer below
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    import onnxruntime
+
+    cuda = device.type == "cuda"
+    return {
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def report_rows() -> list[dict[str, Any]]:
+    keys = ("setting", "precision", "runtime", "batch", "ms_per_seq", "speedup", "acc_percent")
+    return [dict(zip(keys, row, strict=True)) for row in REPORT_TABLE4]
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def _fmt_ms(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.4g}" if x < 1000 else f"{x:.1f}"
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _acc_cells(record: dict) -> list[str]:
+    acc = record.get("accuracy")
+    if not acc:
+        return ["n/a"] * 4
+    return [
+        f"{100 * acc['acc_number']:.2f}",
+        f"{acc['delta_sequences']:+d}",
+        f"{acc['delta_points']:+.2f}",
+        "yes" if acc["preserved"] else "no",
+    ]
+
+
+MAIN_HEADER = (
+    "Source",
+    "Setting",
+    "Precision",
+    "Compiled / runtime",
+    "Input",
+    "Batch",
+    "ms/batch",
+    "ms/seq",
+    "seq/s",
+    "Speedup vs fp32",
+    "First call (s)",
+    "Acc (%)",
+    "Δ seq",
+    "Δ pts",
+    "Preserved",
+)
+
+
+def _table(header: tuple[str, ...], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(_cell(c) for c in line) + " |" for line in lines]
+
+
+def main_lines(result: dict[str, Any]) -> list[list[str]]:
+    source = f"this run ({result['machine']['device_name']})"
+    records = {r["name"]: r for r in result["variants"]}
+    lines = []
+    for record in result["variants"]:
+        head = [source, record["setting"], record["precision"], record["runtime"]]
+        rows = [r for r in result["rows"] if r["variant"] == record["name"]]
+        if not rows:
+            lines.append([*head, f"{record['status']}: {record['reason']}", *["–"] * 10])
+        for r in rows:
+            if r["status"] != "ok":
+                lines.append(
+                    [*head, r["input"], str(r["batch"]), f"failed: {r['reason']}", *["–"] * 8]
+                )
+                continue
+            lines.append(
+                [
+                    *head,
+                    r["input"],
+                    str(r["batch"]),
+                    _fmt_ms(r["latency_ms"]["mean"]),
+                    _fmt_ms(r["per_seq_ms"]["mean"]),
+                    _fmt(r["seq_per_s"], ",.1f"),
+                    _fmt(r["speedup_vs_fp32"], ".2f"),
+                    _fmt(r["first_call_s"], ".2f"),
+                    *_acc_cells(records[r["variant"]]),
+                ]
+            )
+    for r in result["report_table4"]["rows"]:
+        lines.append(
+            [
+                REPORT_SOURCE,
+                r["setting"],
+                r["precision"],
+                r["runtime"],
+                "fixed",
+                str(r["batch"]),
+                "–",
+                _fmt(r["ms_per_seq"], ".2f"),
+                "–",
+                _fmt(r["speedup"], ".2f"),
+                "–",
+                _fmt(r["acc_percent"], ".2f"),
+                "–",
+                "–",
+                "–",
+            ]
+        )
+    return lines
+
+
+def stats_lines(result: dict[str, Any]) -> list[list[str]]:
+    lines = []
+    for r in _ok(result["rows"]):
+        b, s = r["latency_ms"], r["per_seq_ms"]
+        lines.append(
+            [
+                r["variant"],
+                r["input"],
+                str(r["batch"]),
+                str(r["frames"]),
+                *(_fmt_ms(b[k]) for k in ("mean", "median", "p95", "p99")),
+                *(_fmt_ms(s[k]) for k in ("mean", "median", "p95", "p99")),
+                _fmt(r["seq_per_s"], ",.1f"),
+            ]
+        )
+    return lines
+
+
+def variant_lines(result: dict[str, Any]) -> list[list[str]]:
+    lines = []
+    for v in result["variants"]:
+        agree = v["agreement"]
+        agree_text = (
+            "–"
+            if not agree
+            else f"{agree['max_abs_logit_diff']:.2e}, {100 * agree['same_prediction']:.1f}%"
+        )
+        text = "; ".join(([v["reason"]] if v["reason"] else []) + v["notes"])
+        lines.append([v["name"], v["status"], _fmt(v["build_s"], ".2f"), agree_text, text])
+    return lines
+
+
+def _model_line(result: dict[str, Any]) -> str:
+    m = result["model"]
+    if m["weights"] == "random":
+        return f"Model: {m['id']} ({m['display']}), **{RANDOM_NOTE}**."
+    line = f"Model: {m['id']} ({m['display']}), checkpoint `{m['checkpoint']}` (epoch {m['epoch']})"
+    chosen = m.get("chosen")
+    if chosen:
+        line += (
+            f", chosen from run `{chosen['run']}`: trial `{chosen['trial']}`, seed "
+            f"{chosen['seed']}, best_val_acc_number {chosen['best_val_acc_number']:.4f} "
+            f"({chosen['rule']}; {chosen['finished_trials']} finished trials)"
+        )
+    return line + "."
+
+
+def _accuracy_line(result: dict[str, Any]) -> str:
+    a = result["accuracy"]
+    if not a["checked"]:
+        return f"Accuracy: not checked ({a['reason']})."
+    return (
+        f"Accuracy: test acc_number on `{a['cache']}` ({a['sequences']} sequences, batches of "
+        f"{a['eval_batch']}); {a['rule']}. Δ seq / Δ pts: change in correct sequences and in "
+        "percentage points."
+    )
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    mach, st = result["machine"], result["settings"]
+    out = [
+        f"# Deployment benchmark: {result['model']['id']}",
+        "",
+        _model_line(result),
+        "",
+        f"Machine: {mach['device']} ({mach['device_name']}), torch {mach['torch']}, "
+        f"onnxruntime {mach['onnxruntime']}, {mach['cpu_count']} CPUs, "
+        f"{mach['torch_threads']} torch threads.",
+        "",
+        f"Inputs: {st['size'][0]}x{st['size'][1]} frames; fixed = every sequence "
+        f"{st['frames']} frames; variable = {result['inputs']['variable']}.",
+        "",
+        f"Timed: {result['timed']}",
+        "",
+        _accuracy_line(result),
+        "",
+        "## Table 4, this run and the report's",
+        "",
+        *_table(MAIN_HEADER, main_lines(result)),
+        "",
+        REPORT_NOTE,
+        "",
+        "## Targets (H100)",
+        "",
+        *(
+            f"- {t['name']} ({t['target']}): {t['status']}"
+            + ("" if t["value"] is None else f", {t['value']:,.3f} with {t['variant']}")
+            for t in result["targets"]
+        ),
+        "",
+        "## Latency statistics",
+        "",
+        *_table(STATS_HEADER, stats_lines(result)),
+        "",
+        "## Variants",
+        "",
+        *_table(VARIANT_HEADER, variant_lines(result)),
+        "",
+    ]
+    return "\n".join(out)
+
+
+STATS_HEADER = (
+    "Variant",
+    "Input",
+    "Batch",
+    "Frames",
+    "ms/batch mean",
+    "median",
+    "p95",
+    "p99",
+    "ms/seq mean",
+    "median",
+    "p95",
+    "p99",
+    "seq/s",
+)
+VARIANT_HEADER = (
+    "Variant",
+    "Status",
+    "Build (s)",
+    "vs fp32: max |Δlogit|, same prediction",
+    "Notes",
+)
+
+
+def write_plot(result: dict[str, Any], path: Path) -> None:
+    """Log-log mean latency per batch against batch size: one colour per variant, solid for
+    the fixed input, dashed for the variable one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    colors = plt.get_cmap("tab20")
+    for i, name in enumerate(v["name"] for v in result["variants"]):
+        for kind, style in (("fixed", "-"), ("variable", "--")):
+            pts = [r for r in _ok(result["rows"]) if r["variant"] == name and r["input"] == kind]
+            xs, ys = [r["batch"] for r in pts], [r["latency_ms"]["mean"] for r in pts]
+            if pts:
+                ax.plot(xs, ys, style, marker="o", color=colors(i % 20), label=f"{name} ({kind})")
+    ax.set(xscale="log", yscale="log", xlabel="batch size (sequences)")
+    ax.set_ylabel("latency per batch, mean (ms)")
+    ax.set_xticks(result["settings"]["batch_sizes"])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    title = f"{result['model']['id']} on {result['machine']['device_name']}"
+    if result["model"]["weights"] == "random":
+        title += f"\n{RANDOM_NOTE}"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def benchmark(args: argparse.Namespace, loaded: Loaded, data, data_info, device) -> dict:
+    size, frames = args.size, args.frames
+    if device.type == "cpu":
+        keep_freed_host_memory()  # else the first variant alone pays fresh page faults per call
+    selected = [v for v in VARIANTS if v.name in set(args.variants) | {BASELINE}]
+    inputs = [
+        make_input(kind, b, frames, size, device)
+        for kind in ("fixed", "variable")
+        for b in args.batch_sizes
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-infer-") as scratch:
+        steps = max(frames, int(data.lengths.max()) if data is not None else 0)
+        ctx = Context(loaded.model, device, example_input(size, device), Path(scratch), steps)
+        records, rows = run_all(ctx, selected, inputs, args, data)
+    add_comparisons(records, rows, len(data) if data is not None else None)
+    machine = machine_info(device)
+    return {
+        "benchmark": "python -m jersey_ray.bench infer",
+        "model": loaded.info,
+        "machine": machine,
+        "settings": {
+            "batch_sizes": list(args.batch_sizes),
+            "size": list(size),
+            "frames": frames,
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "variants": [v.name for v in selected],
+        },
+        "timed": timed_text(device, args.warmup, args.iters),
+        "inputs": {
+            "fixed": f"every sequence {frames} frames, all valid",
+            "variable": f"lengths uniform in 1..{frames} (seed {INPUT_SEED} + batch size), "
+            "mask width = the longest",
+            "lengths": {str(i.batch): i.lengths for i in inputs if i.kind == "variable"},
+            "check": f"agreement with fp32 is measured on the variable batch of {inputs[-1].batch}",
+        },
+        "accuracy": data_info,
+        "variants": records,
+        "rows": rows,
+        "targets": targets(loaded.info["id"], machine, rows, records),
+        "report_table4": {"source": REPORT_SOURCE, "note": REPORT_NOTE, "rows": report_rows()},
+    }
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be >= 1")
+    return tuple(sizes)
+
+
+def _variants(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant(s) {', '.join(unknown) or '(none)'}; valid: {', '.join(BY_NAME)}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m jersey_ray.bench infer",
+        description="Deployment latency, throughput and test accuracy per precision, compiler "
+        "and runtime (the report's Table 4, done right).",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, metavar="PATH", help="a trial's best.pt")
+    src.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a sweep's run folder: benchmark its best trial on validation",
+    )
+    src.add_argument("--model", metavar="ID", help="model id with random weights: timing only")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if visible"
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=_batch_sizes,
+        default=DEFAULT_BATCH_SIZES,
+        metavar="B,B,...",
+        help="default 1,4,8,16,64,256",
+    )
+    data = p.add_mutually_exclusive_group()
+    data.add_argument(
+        "--data",
+        type=Path,
+        metavar="ROOT",
+        help="data root: build or reuse its cache, check accuracy on its test split",
+    )
+    data.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="a cache built with the checkpoint's size, frames and split seed",
+    )
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        metavar="HxW",
+        help="timed frame size (default: the checkpoint's, 192x96 with --model)",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        metavar="T",
+        help="frames per timed sequence (default: the checkpoint's max, 16 with --model)",
+    )
+    p.add_argument("--iters", type=int, default=100, help="timed calls per input (default 100)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed calls before (default 20)")
+    p.add_argument(
+        "--variants",
+        type=_variants,
+        default=tuple(BY_NAME),
+        metavar="NAME,...",
+        help=f"subset to run (fp32, the baseline, always runs): {', '.join(BY_NAME)}",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="intra-op threads for torch and ONNX Runtime (default: torch's, one per core)",
+    )
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the result as JSON")
+    p.add_argument("--md", type=Path, metavar="OUT", help="write the Markdown tables")
+    p.add_argument("--plot", type=Path, metavar="OUT", help="write the latency-vs-batch PNG")
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.iters < 1 or args.warmup < 0:
+        raise UserError(f"--iters must be >= 1 and --warmup >= 0 (got {args.iters}, {args.warmup})")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames must be >= 1, got {args.frames}")
+    if args.size is not None and min(args.size) < 8:
+        raise UserError(f"--size must be at least 8x8, got {args.size[0]}x{args.size[1]}")
+    if args.model is not None and (args.data is not None or args.cache is not None):
+        raise UserError(
+            "--data/--cache check a trained model's accuracy; with --model the "
+            "weights are random (use --checkpoint or --run)"
+        )
+
+
+def load(args: argparse.Namespace, device: torch.device) -> Loaded:
+    if args.model is not None:
+        return random_model(args.model, device)
+    if args.checkpoint is not None:
+        return checkpoint_model(args.checkpoint, device)
+    return run_model(args.run, device)
+
+
+def write_outputs(args: argparse.Namespace, result: dict[str, Any], markdown: str) -> None:
+    for path, text in ((args.json, json.dumps(result, indent=2) + "\n"), (args.md, markdown)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if args.plot is not None:
+        write_plot(result, args.plot)
+
+
+def main(argv: list[str] | None = None) -> int:
+    def run() -> int:
+        args = build_parser().parse_args(argv)
+        check_args(args)
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        device = resolve_device(args.device)
+        loaded = load(args, device)
+        cfg = loaded.cfg
+        args.size = args.size or (tuple(cfg.size) if cfg else DEFAULT_SIZE)
+        args.frames = args.frames or (cfg.max_frames if cfg else DEFAULT_FRAMES)
+        if cfg and args.size != tuple(cfg.size) and (args.data or args.cache):
+            raise UserError(
+                f"--size {args.size[0]}x{args.size[1]}: accuracy is checked at the checkpoint's "
+                f"size {cfg.size[0]}x{cfg.size[1]}, and every variant runs one size; drop --size"
+            )
+        data, data_info = load_test_split(args, cfg, device)
+        result = benchmark(args, loaded, data, data_info, device)
+        markdown = render_markdown(result)
+        write_outputs(args, result, markdown)
+        print(markdown)
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
