@@ -167,8 +167,7 @@ def make_optimizer(
 class Step:
     """Everything one optimizer step touches; shared by :func:`train` and ``bench train``."""
 
-    model: nn.Module  # what runs forward (compiled when cfg.compile)
-    module: nn.Module  # the plain module: state dicts, param groups
+    module: nn.Module  # its backbone compiled in place when cfg.compile
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
@@ -195,8 +194,12 @@ def make_step(cfg: TrainConfig, module: nn.Module, n_train: int, device: torch.d
     precision = resolve_precision(cfg, device)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    if cfg.compile:
+        # The per-frame CNN is nearly all the compute. Dynamo cannot capture nn.GRU (a graph
+        # break at every call, a recompile per sequence length), so only the backbone is
+        # compiled: in place (state-dict keys unchanged), for any number of packed frames.
+        module.backbone.compile(dynamic=True)
     return Step(
-        model=torch.compile(module) if cfg.compile else module,
         module=module,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -226,7 +229,7 @@ def loss_fn(
 def train_step(step: Step, batch: Batch, counter: M.SplitCounter) -> None:
     """One optimizer step; no host sync (the loss and counts stay on the device)."""
     with torch.autocast(step.device.type, dtype=step.autocast, enabled=step.autocast is not None):
-        tens_logits, ones_logits = forward(step.model, batch, step.sequence)
+        tens_logits, ones_logits = forward(step.module, batch, step.sequence)
         loss = loss_fn(tens_logits, ones_logits, batch, step.loss_weights)
     step.optimizer.zero_grad(set_to_none=True)
     if step.scaler is not None:
@@ -255,7 +258,7 @@ def run_epoch(
     progress: bool = False,
 ) -> int:
     """Train on every batch of ``batches``; returns the number of real frames seen."""
-    step.model.train()
+    step.module.train()
     n_frames = 0
     for batch in tqdm(batches, total=total, desc=desc, disable=not progress, leave=False):
         train_step(step, batch, counter)
@@ -268,7 +271,7 @@ def evaluate(
     step: Step, data: SplitData, batch_size: int, *, predictions: bool = False
 ) -> tuple[dict[str, float], dict[str, torch.Tensor] | None]:
     """Metrics of ``data`` in fp32 eval mode, and optionally all predictions and targets."""
-    step.model.eval()
+    step.module.eval()
     counter = M.SplitCounter(step.device)
     parts: dict[str, list[torch.Tensor]] = {
         "tens": [],
@@ -277,7 +280,7 @@ def evaluate(
         "ones_true": [],
     }
     for batch in iter_batches(data, batch_size, sequence=step.sequence, shuffle=False):
-        tens_logits, ones_logits = forward(step.model, batch, step.sequence)
+        tens_logits, ones_logits = forward(step.module, batch, step.sequence)
         loss = loss_fn(tens_logits, ones_logits, batch, step.loss_weights)
         counter.update(loss, tens_logits, ones_logits, batch.tens, batch.ones)
         if predictions:
@@ -285,7 +288,7 @@ def evaluate(
             parts["ones"].append(ones_logits.argmax(1))
             parts["tens_true"].append(batch.tens)
             parts["ones_true"].append(batch.ones)
-    step.model.train()
+    step.module.train()
     preds = {k: torch.cat(v).cpu() for k, v in parts.items()} if predictions else None
     return counter.compute(data.split), preds
 
