@@ -2,11 +2,23 @@
 mean (and fail) the same way everywhere.
 
 Each is an ``argparse`` ``type=``: a bad value becomes argparse's one-line usage error.
+:class:`OneLineParser` makes every usage error a one-line ``error: ...`` through ``run_cli``.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
+
+from jersey_ray.errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors raise :class:`UserError`; parse inside ``run_cli``,
+    which prints them as one line (plain argparse prints its usage too and exits)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see --help)")
 
 
 def size(text: str) -> tuple[int, int]:

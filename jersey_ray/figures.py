@@ -185,6 +185,11 @@ def mistakes_sheet(
     mistakes: list[Mistake], path: Path, *, title: str, total: int, n_test: int
 ) -> Path:
     """The most confident mistakes first, one strip of frames per row, capped at MISTAKES_CAP."""
+    return _save(mistakes_figure(mistakes, title=title, total=total, n_test=n_test), path)
+
+
+def mistakes_figure(mistakes: list[Mistake], *, title: str, total: int, n_test: int) -> Figure:
+    """The figure :func:`mistakes_sheet` saves."""
     shown = sheet_rows(mistakes)
     header = (
         f"{title}\nMisclassified test sequences: {total} of {n_test}; showing {len(shown)} "
@@ -192,15 +197,9 @@ def mistakes_sheet(
     )
     if not shown:
         fig = Figure(figsize=(SHEET_MIN_W_IN, 1.5))
-        fig.text(
-            0.5,
-            0.5,
-            _wrap(header + "\nNo mistakes.", SHEET_MIN_W_IN),
-            ha="center",
-            va="center",
-            fontsize=9,
-        )
-        return _save(fig, path)
+        text = _wrap(header + "\nNo mistakes.", SHEET_MIN_W_IN)
+        fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=9)
+        return fig
     h, w = shown[0].frames.shape[1:3]
     # pad every strip to the same number of frame slots so that frames keep their aspect
     slots = max(max(m.frames.shape[0] for m in shown), math.ceil(SHEET_MIN_W_IN / FRAME_W_IN))
@@ -209,7 +208,10 @@ def mistakes_sheet(
     ratios = [FRAME_W_IN * h / w, 0.4] if attention else [FRAME_W_IN * h / w]
     gap = 0.55  # inches per row for its title and the frame numbers
     header = _wrap(header, fig_w)
-    top = 0.25 * (header.count("\n") + 1) + 0.3
+    # the header hangs a fixed distance from the top edge: suptitle's default y (a fraction of
+    # the height) sinks it into the first row of a tall sheet
+    margin = 0.1
+    top = margin + 0.18 * (header.count("\n") + 1) + 0.3  # + the first row's own title
     fig = Figure(figsize=(fig_w, len(shown) * (sum(ratios) + gap) + top))
     rows = fig.add_gridspec(
         len(shown),
@@ -223,8 +225,8 @@ def mistakes_sheet(
     for cell, m in zip(rows, shown, strict=False):
         sub = cell.subgridspec(len(ratios), 1, height_ratios=ratios, hspace=0.08)
         _mistake_row(fig, sub, m, slots, attention)
-    fig.suptitle(header, fontsize=9)
-    return _save(fig, path)
+    fig.suptitle(header, fontsize=9, y=1 - margin / fig.get_figheight(), va="top")
+    return fig
 
 
 def _wrap(text: str, width_in: float) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jersey_ray import metrics
+from jersey_ray import cli, metrics
 from jersey_ray.config import SweepSpec, TrainConfig, from_dict
 from jersey_ray.errors import UserError, run_cli
 from jersey_ray.resources import Plan
@@ -108,25 +108,6 @@ def available_sweeps() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 192x96, got {text!r}") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
-    return h, w
-
-
-def parse_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jersey_ray.sweep",
@@ -136,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="phase0, phaseA, phaseB, all, any sweep in sweeps/, or a .py file")
     p.add_argument("--data", help="data root in the reference layout (default: built-in synthetic)")
     p.add_argument("--models", help="comma-separated model ids (default: the sweep's)")
-    p.add_argument("--seeds", type=parse_ints, help="comma-separated seeds (default: the sweep's)")
+    p.add_argument("--seeds", type=cli.ints, help="comma-separated seeds (default: the sweep's)")
     p.add_argument("--epochs", type=int, help="epochs per trial (default: 30, the protocol)")
-    p.add_argument("--size", type=parse_size, help="frame size HxW (default: 192x96)")
+    p.add_argument("--size", type=cli.size, help="frame size HxW (default: 192x96)")
     p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default: 0.25)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: fill GPU slots)")
     p.add_argument("--max-concurrent", type=int, help="cap on trials running at once")

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from jersey_ray import cli
 from jersey_ray import metrics as M
 from jersey_ray.cache import cache_name
 from jersey_ray.config import TrainConfig, from_dict, from_json, to_dict, to_json
@@ -480,6 +481,18 @@ def _test_keys() -> tuple[str, ...]:
 # ---------------------------------------------------------------- the trial
 
 
+@dataclass
+class Trial:
+    """What every epoch of one trial works with, from the step to its output folder."""
+
+    cfg: TrainConfig
+    step: Step
+    state: RunState
+    data: dict[str, SplitData]
+    out_dir: Path
+    writer: Any  # a SummaryWriter; tensorboard is imported only once a trial starts
+
+
 def train(
     cfg: TrainConfig,
     data: dict[str, SplitData],
@@ -517,12 +530,13 @@ def train(
 
     # purge_step drops events a crashed attempt logged after its last checkpoint
     writer = SummaryWriter(str(out_dir), purge_step=state.epoch + 1 if saved else None)
+    trial = Trial(cfg, step, state, data, out_dir, writer)
     try:
         test: dict[str, float] = {}
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
             maybe_inject_fault(epoch, out_dir)
-            row = train_and_validate(cfg, step, state, data, n_params, progress)
-            test = _checkpoint_and_report(cfg, step, state, data, row, out_dir, report, writer)
+            row = train_and_validate(trial, n_params, progress)
+            test = _checkpoint_and_report(trial, row, report)
         return test
     finally:
         writer.close()
@@ -553,15 +567,9 @@ def maybe_inject_fault(epoch: int, out_dir: Path) -> None:
         raise RuntimeError(f"{FAIL_ENV}={target}: injected fault at the start of epoch {epoch}")
 
 
-def train_and_validate(
-    cfg: TrainConfig,
-    step: Step,
-    state: RunState,
-    data: dict[str, SplitData],
-    n_params: int,
-    progress: bool,
-) -> dict[str, float]:
+def train_and_validate(trial: Trial, n_params: int, progress: bool) -> dict[str, float]:
     """One epoch of training and validation; appends and returns the epoch's metric row."""
+    cfg, step, state, data = trial.cfg, trial.step, trial.state, trial.data
     epoch = state.epoch + 1
     cuda = step.device.type == "cuda"
     if cuda:
@@ -604,50 +612,37 @@ def train_and_validate(
 
 
 def _checkpoint_and_report(
-    cfg: TrainConfig,
-    step: Step,
-    state: RunState,
-    data: dict[str, SplitData],
-    row: dict[str, float],
-    out_dir: Path,
-    report: Reporter,
-    writer: Any,
+    trial: Trial, row: dict[str, float], report: Reporter
 ) -> dict[str, float]:
     """Write the epoch's checkpoint, files and events, test after the last epoch, and report."""
+    cfg, state = trial.cfg, trial.state
     final = state.epoch == cfg.epochs
-    ckpt = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=out_dir))
+    ckpt = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=trial.out_dir))
     try:
         if not final or getattr(report, "keeps_final_state", False):
             # saved before the best weights are loaded for test: last.pt is the last epoch's
-            torch.save(_full_state(cfg, step, state), ckpt / "last.pt")
-        test = final_test(cfg, step, state, data, row, out_dir, writer) if final else {}
+            torch.save(_full_state(cfg, trial.step, state), ckpt / "last.pt")
+        test = final_test(trial, row) if final else {}
         torch.save(_best_state(cfg, state, test), ckpt / "best.pt")
-        _write_json(out_dir / "metrics.jsonl", state.history, lines=True)
-        _log_epoch(writer, row, step.optimizer)
-        writer.flush()
+        _write_json(trial.out_dir / "metrics.jsonl", state.history, lines=True)
+        _log_epoch(trial.writer, row, trial.step.optimizer)
+        trial.writer.flush()
         report(dict(row), ckpt)
     finally:
         shutil.rmtree(ckpt, ignore_errors=True)
     return test
 
 
-def final_test(
-    cfg: TrainConfig,
-    step: Step,
-    state: RunState,
-    data: dict[str, SplitData],
-    row: dict[str, float],
-    out_dir: Path,
-    writer: Any,
-) -> dict[str, float]:
+def final_test(trial: Trial, row: dict[str, float]) -> dict[str, float]:
     """Evaluate the best-val weights on test once; adds test_* to ``row`` and writes test.json."""
+    cfg, state = trial.cfg, trial.state
     assert state.best_model is not None
-    step.module.load_state_dict(state.best_model)
-    test, preds = evaluate(step, data["test"], cfg.eval_batch_size, predictions=True)
+    trial.step.module.load_state_dict(state.best_model)
+    test, preds = evaluate(trial.step, trial.data["test"], cfg.eval_batch_size, predictions=True)
     assert preds is not None
     row.update(test)
     _write_json(
-        out_dir / "test.json",
+        trial.out_dir / "test.json",
         {
             **test,
             M.BEST_EPOCH: state.best_epoch,
@@ -656,7 +651,7 @@ def final_test(
             "seed": cfg.seed,
         },
     )
-    _log_final(writer, cfg, row, preds)
+    _log_final(trial.writer, cfg, row, preds)
     return test
 
 
@@ -677,13 +672,6 @@ FLAG_KEYS = {
 }
 MANIFEST_KEYS = ("size", "max_frames", "split_seed", "numbers")
 """Config keys a cache fixes: with --cache they come from its manifest (and data_root too)."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, sep, width = text.lower().partition("x")
-    if not sep or not height.isdigit() or not width.isdigit():
-        raise argparse.ArgumentTypeError(f"size must look like 192x96 (HxW), got {text!r}")
-    return int(height), int(width)
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -726,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, help="training epochs (default 30)")
     parser.add_argument("--seed", type=int, help="seed of init, shuffling, augmentation (42)")
-    parser.add_argument("--size", type=parse_size, metavar="HxW", help="frame size (192x96)")
+    parser.add_argument("--size", type=cli.size, metavar="HxW", help="frame size (192x96)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="frames per sequence (16)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     parser.add_argument("--pretrained", metavar="none|imagenet|PATH", help="default imagenet")
@@ -785,23 +773,32 @@ def cache_folder(root: Path, cfg: TrainConfig) -> Path:
     return CACHE_ROOT / cache_name(root, cfg.size, cfg.max_frames, cfg.split_seed, cfg.numbers)
 
 
+def cache_root(root: Path, cfg: TrainConfig) -> Path:
+    """Build the cache of raw data ``root`` at ``cfg``'s size, frames, split and numbers (or
+    reuse the one an earlier run built) in :func:`cache_folder`; returns its path."""
+    from jersey_ray.cache import build_cache
+
+    result = build_cache(
+        root,
+        cache_folder(root, cfg),
+        size=cfg.size,
+        max_frames=cfg.max_frames,
+        split_seed=cfg.split_seed,
+        numbers=cfg.numbers or None,
+    )
+    return Path(result.path)
+
+
 def prepare_cache(
     args: argparse.Namespace, cfg: TrainConfig, explicit: set[str]
 ) -> tuple[TrainConfig, Path]:
     """Build or reuse the cache (--data) or verify the given one (--cache)."""
-    from jersey_ray.cache import build_cache, verify_cache
+    from jersey_ray.cache import verify_cache
 
     if args.data is not None:
-        result = build_cache(
-            args.data,
-            cache_folder(args.data, cfg),
-            size=cfg.size,
-            max_frames=cfg.max_frames,
-            split_seed=cfg.split_seed,
-            numbers=cfg.numbers or None,
-        )
-        fixed = {"data_root": str(args.data), "cache": str(result.path)}
-        return from_dict(TrainConfig, {**to_dict(cfg), **fixed}), Path(result.path)
+        cache = cache_root(args.data, cfg)
+        fixed = {"data_root": str(args.data), "cache": str(cache)}
+        return from_dict(TrainConfig, {**to_dict(cfg), **fixed}), cache
     manifest = verify_cache(args.cache)
     fixed = {k: manifest[k] for k in ("size", "max_frames", "split_seed")}
     fixed.update(numbers=manifest["numbers"] or [], data_root=manifest["root"])

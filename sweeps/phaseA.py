@@ -5,6 +5,7 @@ Phase A driver use it here too (report-spec 8.7); we follow the code that produc
 """
 
 from jersey_ray.config import SweepSpec
+from sweeps._protocol import DISCRIMINATIVE, SEEDS
 
 SWEEP = SweepSpec(
     name="phaseA",
@@ -18,12 +19,7 @@ SWEEP = SweepSpec(
         "seq_blstm_mp",
         "seq_ulstm_fs",
     ),
-    seeds=(42, 123, 456, 789, 2024),
-    train={
-        "lr_scheme": "discriminative",
-        "lr_backbone": 1e-4,
-        "lr_temporal": 3e-4,
-        "lr_heads": 3e-4,
-    },
+    seeds=SEEDS,
+    train=dict(DISCRIMINATIVE),
     reference="seq_bgru_mp",
 )

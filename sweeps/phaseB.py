@@ -5,6 +5,7 @@ Compared against the best Phase A model, chosen on validation from results/phase
 """
 
 from jersey_ray.config import SweepSpec
+from sweeps._protocol import DISCRIMINATIVE, SEEDS
 
 SWEEP = SweepSpec(
     name="phaseB",
@@ -18,12 +19,7 @@ SWEEP = SweepSpec(
         "attn_ugru_gate",
         "attn_ugru_hc",
     ),
-    seeds=(42, 123, 456, 789, 2024),
-    train={
-        "lr_scheme": "discriminative",
-        "lr_backbone": 1e-4,
-        "lr_temporal": 3e-4,
-        "lr_heads": 3e-4,
-    },
+    seeds=SEEDS,
+    train=dict(DISCRIMINATIVE),
     reference="best:phaseA",
 )

@@ -23,7 +23,8 @@ import torch
 from fake_runs import TINY_SIZE, FakeTrial, tiny_split, write_checkpoint, write_sweep, write_trial
 from torch import nn
 
-from jersey_ray.bench import infer
+from jersey_ray import reference
+from jersey_ray.bench import infer, infer_report
 from jersey_ray.bench.timing import percentile, summarize
 from jersey_ray.bench.variants import BY_NAME, summarize_warnings
 from jersey_ray.cache import CACHE_FORMAT, MANIFEST
@@ -158,9 +159,6 @@ def test_every_variant_runs_on_cpu(full) -> None:
     for name, v in variants.items():
         if name in NOT_ON_CPU:
             assert v["status"] == "unsupported" and "--device cuda" in v["reason"]
-        elif name == "torchscript-script" and v["status"] != "ok":
-            # scripting cannot parse the models' type annotations in this torch: it says so
-            assert v["status"] == "unsupported" and "torch.jit.script" in v["reason"]
         else:
             assert v["status"] == "ok", (name, v["reason"])
             rows = [r for r in result["rows"] if r["variant"] == name]
@@ -210,7 +208,7 @@ def _main_table(md: str) -> list[list[str]]:
 
 def test_markdown_agrees_with_json(full) -> None:
     result, md, _ = full
-    header = list(infer.MAIN_HEADER)
+    header = list(infer_report.MAIN_HEADER)
     by_key = {
         (r["setting"], r["precision"], r["runtime"], r["input"], r["batch"]): r
         for r in result["rows"]
@@ -238,8 +236,10 @@ def test_markdown_agrees_with_json(full) -> None:
         assert cell["Preserved"] == ("yes" if acc["preserved"] else "no")
         checked += 1
     assert checked == len(result["rows"])
-    report = [line for line in _main_table(md) if line[0] == infer.REPORT_SOURCE]
-    assert [float(line[7]) for line in report] == [r[4] for r in infer.REPORT_TABLE4]
+    report = [line for line in _main_table(md) if line[0] == "report (RTX 3090)"]
+    table4 = reference.table4_rows()
+    assert [float(line[7]) for line in report] == [r.ms_per_seq for r in table4]
+    assert [line[3] for line in report].count(reference.TABLE4_RUNTIME["torchscript"]) == 1
     assert "report-spec 8.11" in md and "report-spec 8.11" in result["report_table4"]["note"]
 
 
@@ -435,10 +435,11 @@ def test_a_real_model_runs_every_uncompiled_variant(tmp_path) -> None:
     variants = _variants(json.loads(out.read_text()))
     assert set(variants) == set(names)
     for name, v in variants.items():
-        if name not in NOT_ON_CPU | {"torchscript-script"}:
+        if name not in NOT_ON_CPU:
             assert v["status"] == "ok", (name, v["reason"])
             assert 0 <= v["agreement"]["same_prediction"] <= 1
-    for name in ("torchscript-trace", "onnxruntime-cpu"):  # fp32 all the way: the same numbers
+    # fp32 all the way: the same numbers
+    for name in ("torchscript-script", "torchscript-trace", "onnxruntime-cpu"):
         assert variants[name]["agreement"]["max_abs_logit_diff"] < 1e-3
 
 

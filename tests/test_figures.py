@@ -99,6 +99,25 @@ def test_mistakes_sheet_caps_rows_and_states_total(
     assert figures.sheet_rows(mistakes) == sorted(mistakes, key=lambda m: -m.confidence)[:4]
 
 
+@pytest.mark.parametrize("rows", [1, 24])
+def test_mistakes_sheet_header_clears_the_first_row(rows: int) -> None:
+    """The header sat at a fraction of the height, so a tall sheet's first row ran into it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    mistakes = [_mistake(i, True) for i in range(rows)]
+    fig = figures.mistakes_figure(
+        mistakes, title="a long model name, seed 42", total=rows, n_test=9
+    )
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    [header] = [
+        t.get_window_extent(renderer) for t in fig.texts if t.get_text() == fig.get_suptitle()
+    ]
+    first = max(fig.axes, key=lambda ax: ax.get_position().y1)  # pixels grow upwards
+    row_title = first.title.get_window_extent(renderer)
+    assert header.y0 > row_title.y1 and row_title.y0 >= first.get_window_extent(renderer).y1
+    assert fig.get_figheight() * fig.dpi - header.y1 < 0.2 * fig.dpi  # near the top edge
+
+
 def test_mistakes_sheet_without_mistakes(tmp_path: Path) -> None:
     path = figures.mistakes_sheet(
         [],

@@ -23,7 +23,7 @@ from jersey_ray.models import (
     get_spec,
 )
 from jersey_ray.models.__main__ import main as models_main
-from jersey_ray.models.attention import TopKPool
+from jersey_ray.models.attention import TopKPool, fill_padding
 from jersey_ray.models.recurrent import LengthAwareRNN
 
 H, W = 32, 16
@@ -222,6 +222,12 @@ def test_attention_weights_are_masked_and_normalised(model_id):
         assert nonzero[0] <= 3 < lengths[0]
     else:
         assert torch.equal(nonzero, torch.tensor(lengths))
+
+
+def test_padding_scores_are_the_most_negative_finite_float():
+    filled = fill_padding(torch.zeros(1, 3, dtype=torch.float16), prefix_mask([1], t=3))
+    assert filled.dtype == torch.float32
+    assert filled.tolist() == [[0.0, *[torch.finfo(torch.float32).min] * 2]]
 
 
 def test_topk_pool_equals_renormalised_top3_of_the_softmax():
@@ -468,3 +474,20 @@ def test_torch_compile_shares_one_graph_across_batch_sizes_at_a_fixed_t():
             frames = frames_for(lengths, t=3)[mask]
             torch.testing.assert_close(compiled(frames, mask), m(frames, mask))
     assert counters["stats"]["unique_graphs"] - graphs == 2
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.parametrize("model_id", ["seq_blstm_mp", "attn_bgru_hc"])
+def test_torch_jit_script_matches_eager(model_id):
+    """bench infer's TorchScript variant: scripting compiles and gives the eager outputs, packed
+    or padded."""
+    m = model(model_id).eval()
+    lengths = [3, 1, 2]
+    mask = prefix_mask(lengths)
+    padded = frames_for(lengths)
+    scripted = torch.jit.script(m)
+    with torch.no_grad():
+        ref = m(padded[mask], mask)
+        for frames in (padded[mask], padded):
+            for a, b in zip(scripted(frames, mask), ref, strict=True):
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)

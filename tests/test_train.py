@@ -462,7 +462,6 @@ def test_cli_set_is_strict(tmp_path, capsys, sets, message):
 def test_cli_set_values_are_typed():
     values = T.parse_sets(["lr=3e-4", "optimizer=adamw", "betas=[0.9, 0.99]", "augment=false"])
     assert values == {"lr": 3e-4, "optimizer": "adamw", "betas": [0.9, 0.99], "augment": False}
-    assert T.parse_size("192x96") == (192, 96)
 
 
 def test_cli_checks_the_model_and_weights_first(tmp_path, capsys):
@@ -501,24 +500,15 @@ def fake_cache(tmp_path, data, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
+def quick_run(out: Path, *flags: str) -> list[str]:
+    """``train``'s command line for a small from-scratch CPU run into ``out``, plus ``flags``."""
+    basics = ["--model", "basic_r18", "--pretrained", "none", "--device", "cpu"]
+    return [*basics, "--out", str(out), "--set", "batch_size=4", *flags]
+
+
 def test_cli_run_with_an_injected_fault_then_resume(tmp_path, fake_cache, monkeypatch, capsys):
     out = tmp_path / "run"
-    argv = [
-        "--model",
-        "basic_r18",
-        "--cache",
-        str(fake_cache),
-        "--epochs",
-        "2",
-        "--pretrained",
-        "none",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        "--set",
-        "batch_size=4",
-    ]
+    argv = quick_run(out, "--cache", str(fake_cache), "--epochs", "2")
     monkeypatch.setenv(T.FAIL_ENV, "2")
     with pytest.raises(RuntimeError, match="injected fault"):
         T.main(argv)
@@ -572,28 +562,8 @@ def test_cli_data_builds_the_cache_under_results(tmp_path, data, monkeypatch, ca
     monkeypatch.setattr(jersey_ray.cache, "build_cache", build)
     monkeypatch.setattr(T, "load_split", lambda cache, split, device: data[split])
     out = tmp_path / "run"
-    argv = [
-        "--model",
-        "basic_r18",
-        "--data",
-        str(tmp_path / "root"),
-        "--epochs",
-        "1",
-        "--size",
-        "32x16",
-        "--max-frames",
-        "4",
-        "--pretrained",
-        "none",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        "--set",
-        "batch_size=4",
-        "--set",
-        'numbers=["4", "48"]',
-    ]
+    data_flags = ["--data", str(tmp_path / "root"), "--size", "32x16", "--max-frames", "4"]
+    argv = quick_run(out, *data_flags, "--epochs", "1", "--set", 'numbers=["4", "48"]')
     assert T.main(argv) == 0
     [(root, folder, kw)] = calls
     assert root == tmp_path / "root" and folder == T.cache_folder(root, config(numbers=("4", "48")))

@@ -9,7 +9,8 @@ with fixed random frames on the device: *fixed* (every sequence ``--frames`` lon
 reference) and *variable* (lengths uniform in 1..frames from a fixed seed). With a test split
 (``--data`` or ``--cache``) each variant's test acc_number is compared with fp32 eager: it is
 *preserved* when at most one sequence changes. Outputs: Markdown (with the report's own rows,
-labelled), JSON and a latency-vs-batch plot, all from one result dict.
+labelled), JSON and a latency-vs-batch plot, all from one result dict
+(:mod:`jersey_ray.bench.infer_report` renders them).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from jersey_ray import cli, reference
+from jersey_ray.bench.infer_report import ok_rows, render_markdown, write_plot
 from jersey_ray.bench.timing import summarize, time_call
 from jersey_ray.bench.variants import (
     BASELINE,
@@ -42,14 +45,14 @@ from jersey_ray.bench.variants import (
     Variant,
     brief_error,
 )
-from jersey_ray.cache import build_cache, read_manifest
+from jersey_ray.cache import read_manifest
 from jersey_ray.config import TrainConfig
 from jersey_ray.errors import UserError, run_cli
 from jersey_ray.loader import SplitData, iter_batches, keep_freed_host_memory, load_split
 from jersey_ray.models import ModelSpec, build_model, get_spec
 from jersey_ray.predict import load_checkpoint
 from jersey_ray.runs import BEST_VAL_ACC_NUMBER, choose_on_validation, latest_checkpoint, read_run
-from jersey_ray.train import cache_folder, parse_size, resolve_device
+from jersey_ray.train import cache_root, resolve_device
 
 DEFAULT_BATCH_SIZES = (1, 4, 8, 16, 64, 256)
 DEFAULT_SIZE = (192, 96)
@@ -60,34 +63,11 @@ INPUT_SEED = 0
 input does not depend on which others are run)."""
 PRESERVED_SEQUENCES = 1
 """Accuracy is preserved when the number of correct test sequences moves by at most this."""
-TARGET_MODEL = "attn_bgru_luong"
+TARGET_MODEL = reference.TABLE4_MODEL
 TARGET_LATENCY_MS = 1.71  # the report's best batch-1 latency: fp16 + TorchScript on an RTX 3090
 TARGET_SEQ_PER_S = 10_000.0
 UNMEASURED = "unmeasured on this machine"
 RANDOM_NOTE = "random weights (pretrained none): timing only, accuracy not checked"
-
-_HALF = "fp16 (model.half() + autocast)"
-_LABELLED = 'fp16 (model.half() + autocast; labelled "FP16+JIT")'
-_SCRIPTED = "torch.jit.script + optimize_for_inference"
-REPORT_TABLE4 = (
-    # setting, precision, what ran, batch, ms per sequence, speedup, acc (%): report-spec 7,
-    # with what ran from spec 6.1
-    ("baseline", "fp32", "eager", 1, 2.49, 1.00, 98.63),
-    ("optimized", _HALF, "eager", 1, 1.96, 1.27, 98.63),
-    ("optimized", _HALF, _SCRIPTED, 1, 1.71, 1.45, 98.63),
-    ("batch", _LABELLED, "eager", 1, 1.94, None, None),
-    ("batch", _LABELLED, "eager", 4, 1.03, None, None),
-    ("batch", _LABELLED, "eager", 8, 0.94, None, None),
-    ("batch", _LABELLED, "eager", 16, 0.88, None, None),
-)
-REPORT_SOURCE = "report (RTX 3090)"
-REPORT_NOTE = (
-    "The report's rows: attn_bgru_luong on an RTX 3090, forward only on fixed 16-frame inputs, "
-    "mean of 100 runs after 50 warm-up runs. Its batch rows, labelled "
-    '"FP16+JIT", ran the eager fp16 model, not the scripted one (report-spec 8.11); its '
-    "98.63% is one checkpoint, the last seed's, and the deployment model was chosen on test "
-    "means (8.10, 8.12)."
-)
 
 
 def timed_text(device: torch.device, warmup: int, iters: int) -> str:
@@ -285,15 +265,7 @@ def load_test_split(
         return None, {"checked": False, "reason": reason}
     assert cfg is not None  # check_args refuses data with random weights
     if args.data is not None:
-        result = build_cache(
-            args.data,
-            cache_folder(args.data, cfg),
-            size=cfg.size,
-            max_frames=cfg.max_frames,
-            split_seed=cfg.split_seed,
-            numbers=cfg.numbers or None,
-        )
-        cache = Path(result.path)
+        cache = cache_root(args.data, cfg)
     else:
         cache = args.cache
         check_cache_fits(cache, cfg)
@@ -449,10 +421,6 @@ def add_comparisons(records: list[dict], rows: list[dict], n_test: int | None) -
 # ------------------------------------------------------------------------------ targets
 
 
-def _ok(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r["status"] == "ok"]
-
-
 TARGETS = (
     ("batch-1 latency", f"< {TARGET_LATENCY_MS} ms per batch of 1, {TARGET_MODEL}, H100 (the "
      f"report: {TARGET_LATENCY_MS} ms on an RTX 3090)"),
@@ -477,7 +445,7 @@ def targets(
     gpu = machine["device_name"]
     where = gpu if "H100" in gpu else f"{gpu}, not an H100"
     lost = {v["name"] for v in records if v["accuracy"] and not v["accuracy"]["preserved"]}
-    fixed = [r for r in _ok(rows) if r["input"] == "fixed" and r["variant"] not in lost]
+    fixed = [r for r in ok_rows(rows) if r["input"] == "fixed" and r["variant"] not in lost]
     one = min((r for r in fixed if r["batch"] == 1), key=lambda r: r["latency_ms"]["mean"],
               default=None)  # fmt: skip
     fast = [
@@ -524,273 +492,14 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     }
 
 
-def report_rows() -> list[dict[str, Any]]:
-    keys = ("setting", "precision", "runtime", "batch", "ms_per_seq", "speedup", "acc_percent")
-    return [dict(zip(keys, row, strict=True)) for row in REPORT_TABLE4]
-
-
-# ------------------------------------------------------------------------------ outputs
-
-
-def _fmt_ms(x: float | None) -> str:
-    if x is None:
-        return "–"
-    return f"{x:.4g}" if x < 1000 else f"{x:.1f}"
-
-
-def _fmt(x: float | None, spec: str) -> str:
-    return "–" if x is None else format(x, spec)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _acc_cells(record: dict) -> list[str]:
-    acc = record.get("accuracy")
-    if not acc:
-        return ["n/a"] * 4
-    return [
-        f"{100 * acc['acc_number']:.2f}",
-        f"{acc['delta_sequences']:+d}",
-        f"{acc['delta_points']:+.2f}",
-        "yes" if acc["preserved"] else "no",
-    ]
-
-
-MAIN_HEADER = (
-    "Source",
-    "Setting",
-    "Precision",
-    "Compiled / runtime",
-    "Input",
-    "Batch",
-    "ms/batch",
-    "ms/seq",
-    "seq/s",
-    "Speedup vs fp32",
-    "First call (s)",
-    "Acc (%)",
-    "Δ seq",
-    "Δ pts",
-    "Preserved",
-)
-
-
-def _table(header: tuple[str, ...], lines: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(_cell(c) for c in line) + " |" for line in lines]
-
-
-def main_lines(result: dict[str, Any]) -> list[list[str]]:
-    source = f"this run ({result['machine']['device_name']})"
-    records = {r["name"]: r for r in result["variants"]}
-    lines = []
-    for record in result["variants"]:
-        head = [source, record["setting"], record["precision"], record["runtime"]]
-        rows = [r for r in result["rows"] if r["variant"] == record["name"]]
-        if not rows:
-            lines.append([*head, f"{record['status']}: {record['reason']}", *["–"] * 10])
-        for r in rows:
-            if r["status"] != "ok":
-                lines.append(
-                    [*head, r["input"], str(r["batch"]), f"failed: {r['reason']}", *["–"] * 8]
-                )
-                continue
-            lines.append(
-                [
-                    *head,
-                    r["input"],
-                    str(r["batch"]),
-                    _fmt_ms(r["latency_ms"]["mean"]),
-                    _fmt_ms(r["per_seq_ms"]["mean"]),
-                    _fmt(r["seq_per_s"], ",.1f"),
-                    _fmt(r["speedup_vs_fp32"], ".2f"),
-                    _fmt(r["first_call_s"], ".2f"),
-                    *_acc_cells(records[r["variant"]]),
-                ]
-            )
-    for r in result["report_table4"]["rows"]:
-        lines.append(
-            [
-                REPORT_SOURCE,
-                r["setting"],
-                r["precision"],
-                r["runtime"],
-                "fixed",
-                str(r["batch"]),
-                "–",
-                _fmt(r["ms_per_seq"], ".2f"),
-                "–",
-                _fmt(r["speedup"], ".2f"),
-                "–",
-                _fmt(r["acc_percent"], ".2f"),
-                "–",
-                "–",
-                "–",
-            ]
-        )
-    return lines
-
-
-def stats_lines(result: dict[str, Any]) -> list[list[str]]:
-    lines = []
-    for r in _ok(result["rows"]):
-        b, s = r["latency_ms"], r["per_seq_ms"]
-        lines.append(
-            [
-                r["variant"],
-                r["input"],
-                str(r["batch"]),
-                str(r["frames"]),
-                *(_fmt_ms(b[k]) for k in ("mean", "median", "p95", "p99")),
-                *(_fmt_ms(s[k]) for k in ("mean", "median", "p95", "p99")),
-                _fmt(r["seq_per_s"], ",.1f"),
-            ]
-        )
-    return lines
-
-
-def variant_lines(result: dict[str, Any]) -> list[list[str]]:
-    lines = []
-    for v in result["variants"]:
-        agree = v["agreement"]
-        agree_text = (
-            "–"
-            if not agree
-            else f"{agree['max_abs_logit_diff']:.2e}, {100 * agree['same_prediction']:.1f}%"
-        )
-        text = "; ".join(([v["reason"]] if v["reason"] else []) + v["notes"])
-        lines.append([v["name"], v["status"], _fmt(v["build_s"], ".2f"), agree_text, text])
-    return lines
-
-
-def _model_line(result: dict[str, Any]) -> str:
-    m = result["model"]
-    if m["weights"] == "random":
-        return f"Model: {m['id']} ({m['display']}), **{RANDOM_NOTE}**."
-    line = f"Model: {m['id']} ({m['display']}), checkpoint `{m['checkpoint']}` (epoch {m['epoch']})"
-    chosen = m.get("chosen")
-    if chosen:
-        line += (
-            f", chosen from run `{chosen['run']}`: trial `{chosen['trial']}`, seed "
-            f"{chosen['seed']}, best_val_acc_number {chosen['best_val_acc_number']:.4f} "
-            f"({chosen['rule']}; {chosen['finished_trials']} finished trials)"
-        )
-    return line + "."
-
-
-def _accuracy_line(result: dict[str, Any]) -> str:
-    a = result["accuracy"]
-    if not a["checked"]:
-        return f"Accuracy: not checked ({a['reason']})."
-    return (
-        f"Accuracy: test acc_number on `{a['cache']}` ({a['sequences']} sequences, batches of "
-        f"{a['eval_batch']}); {a['rule']}. Δ seq / Δ pts: change in correct sequences and in "
-        "percentage points."
-    )
-
-
-def render_markdown(result: dict[str, Any]) -> str:
-    mach, st = result["machine"], result["settings"]
-    out = [
-        f"# Deployment benchmark: {result['model']['id']}",
-        "",
-        _model_line(result),
-        "",
-        f"Machine: {mach['device']} ({mach['device_name']}), torch {mach['torch']}, "
-        f"onnxruntime {mach['onnxruntime']}, {mach['cpu_count']} CPUs, "
-        f"{mach['torch_threads']} torch threads.",
-        "",
-        f"Inputs: {st['size'][0]}x{st['size'][1]} frames; fixed = every sequence "
-        f"{st['frames']} frames; variable = {result['inputs']['variable']}.",
-        "",
-        f"Timed: {result['timed']}",
-        "",
-        _accuracy_line(result),
-        "",
-        "## Table 4, this run and the report's",
-        "",
-        *_table(MAIN_HEADER, main_lines(result)),
-        "",
-        REPORT_NOTE,
-        "",
-        "## Targets (H100)",
-        "",
-        *(
-            f"- {t['name']} ({t['target']}): {t['status']}"
-            + ("" if t["value"] is None else f", {t['value']:,.3f} with {t['variant']}")
-            for t in result["targets"]
-        ),
-        "",
-        "## Latency statistics",
-        "",
-        *_table(STATS_HEADER, stats_lines(result)),
-        "",
-        "## Variants",
-        "",
-        *_table(VARIANT_HEADER, variant_lines(result)),
-        "",
-    ]
-    return "\n".join(out)
-
-
-STATS_HEADER = (
-    "Variant",
-    "Input",
-    "Batch",
-    "Frames",
-    "ms/batch mean",
-    "median",
-    "p95",
-    "p99",
-    "ms/seq mean",
-    "median",
-    "p95",
-    "p99",
-    "seq/s",
-)
-VARIANT_HEADER = (
-    "Variant",
-    "Status",
-    "Build (s)",
-    "vs fp32: max |Δlogit|, same prediction",
-    "Notes",
-)
-
-
-def write_plot(result: dict[str, Any], path: Path) -> None:
-    """Log-log mean latency per batch against batch size: one colour per variant, solid for
-    the fixed input, dashed for the variable one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    colors = plt.get_cmap("tab20")
-    for i, name in enumerate(v["name"] for v in result["variants"]):
-        for kind, style in (("fixed", "-"), ("variable", "--")):
-            pts = [r for r in _ok(result["rows"]) if r["variant"] == name and r["input"] == kind]
-            xs, ys = [r["batch"] for r in pts], [r["latency_ms"]["mean"] for r in pts]
-            if pts:
-                ax.plot(xs, ys, style, marker="o", color=colors(i % 20), label=f"{name} ({kind})")
-    ax.set(xscale="log", yscale="log", xlabel="batch size (sequences)")
-    ax.set_ylabel("latency per batch, mean (ms)")
-    ax.set_xticks(result["settings"]["batch_sizes"])
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    title = f"{result['model']['id']} on {result['machine']['device_name']}"
-    if result["model"]["weights"] == "random":
-        title += f"\n{RANDOM_NOTE}"
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def report_table4() -> dict[str, Any]:
+    """The report's Table 4 as the result carries it, beside our rows."""
+    rows = reference.table4_rows()
+    return {
+        "source": f"report ({rows[0].gpu})",
+        "note": reference.TABLE4_NOTE,
+        "rows": [asdict(row) for row in rows],
+    }
 
 
 # --------------------------------------------------------------------------------- CLI
@@ -836,20 +545,8 @@ def benchmark(args: argparse.Namespace, loaded: Loaded, data, data_info, device)
         "variants": records,
         "rows": rows,
         "targets": targets(loaded.info["id"], machine, rows, records),
-        "report_table4": {"source": REPORT_SOURCE, "note": REPORT_NOTE, "rows": report_rows()},
+        "report_table4": report_table4(),
     }
-
-
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of integers"
-        ) from None
-    if not sizes or sizes[0] < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be >= 1")
-    return tuple(sizes)
 
 
 def _variants(text: str) -> tuple[str, ...]:
@@ -882,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-sizes",
-        type=_batch_sizes,
+        type=cli.positive_ints,
         default=DEFAULT_BATCH_SIZES,
         metavar="B,B,...",
         help="default 1,4,8,16,64,256",
@@ -902,13 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--size",
-        type=parse_size,
+        type=cli.size,
         metavar="HxW",
         help="timed frame size (default: the checkpoint's, 192x96 with --model)",
     )
     p.add_argument(
         "--frames",
-        type=int,
+        type=cli.positive_int,
         metavar="T",
         help="frames per timed sequence (default: the checkpoint's max, 16 with --model)",
     )
@@ -923,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=cli.positive_int,
         metavar="N",
         help="intra-op threads for torch and ONNX Runtime (default: torch's, one per core)",
     )
@@ -936,12 +633,6 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     if args.iters < 1 or args.warmup < 0:
         raise UserError(f"--iters must be >= 1 and --warmup >= 0 (got {args.iters}, {args.warmup})")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
-    if args.frames is not None and args.frames < 1:
-        raise UserError(f"--frames must be >= 1, got {args.frames}")
-    if args.size is not None and min(args.size) < 8:
-        raise UserError(f"--size must be at least 8x8, got {args.size[0]}x{args.size[1]}")
     if args.model is not None and (args.data is not None or args.cache is not None):
         raise UserError(
             "--data/--cache check a trained model's accuracy; with --model the "
@@ -975,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         loaded = load(args, device)
         cfg = loaded.cfg
+        # ascending: the check input is the largest batch, and the plot's ticks follow the list
+        args.batch_sizes = tuple(sorted(set(args.batch_sizes)))
         args.size = args.size or (tuple(cfg.size) if cfg else DEFAULT_SIZE)
         args.frames = args.frames or (cfg.max_frames if cfg else DEFAULT_FRAMES)
         if cfg and args.size != tuple(cfg.size) and (args.data or args.cache):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from jersey_ray import cli
 from jersey_ray import metrics as M
 from jersey_ray.config import TrainConfig, replace
 from jersey_ray.errors import UserError, run_cli
@@ -38,7 +39,6 @@ from jersey_ray.train import (
     Step,
     make_generators,
     make_step,
-    parse_size,
     resolve_device,
     resolve_precision,
     run_epoch,
@@ -55,14 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="model id (python -m jersey_ray.models)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64)
     parser.add_argument(
         "--size",
-        type=parse_size,
+        type=cli.size,
         metavar="HxW",
         help="frame size of the synthetic cache (192x96); --cache fixes its own",
     )
-    parser.add_argument("--steps", type=int, default=200, help="timed steps per measurement")
+    parser.add_argument(
+        "--steps", type=cli.positive_int, default=200, help="timed steps per measurement"
+    )
     parser.add_argument(
         "--warmup",
         type=int,
@@ -70,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="untimed steps before each measurement (more with --compile)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating trial/ceiling rounds (medians shown)"
+        "--rounds",
+        type=cli.positive_int,
+        default=3,
+        help="alternating trial/ceiling rounds (medians shown)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
@@ -206,8 +211,8 @@ def report_lines(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         args = build_parser().parse_args(argv)
-        if min(args.steps, args.rounds, args.batch_size) < 1 or args.warmup < 0:
-            raise UserError("--steps, --rounds and --batch-size must be >= 1, --warmup >= 0")
+        if args.warmup < 0:
+            raise UserError(f"--warmup must be >= 0, got {args.warmup}")
         if args.cache is not None and args.size is not None:
             raise UserError("--size applies to the synthetic cache; --cache fixes its own size")
         with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:

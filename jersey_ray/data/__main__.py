@@ -6,27 +6,11 @@ import argparse
 import json
 import sys
 
+from jersey_ray import cli
 from jersey_ray.data.index import Index, class_key, frames_total, index_root
 from jersey_ray.data.soccernet import import_soccernet
 from jersey_ray.data.split import SPLITS, split_counts, split_tracks
 from jersey_ray.errors import run_cli
-
-
-def _numbers(text: str) -> list[str]:
-    numbers = [n.strip() for n in text.split(",") if n.strip()]
-    if not numbers:
-        raise argparse.ArgumentTypeError("give jersey numbers separated by commas, e.g. 4,6,48")
-    return numbers
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         "--split-seed", type=int, default=42, help="seed of the track split (default 42)"
     )
     summary.add_argument(
-        "--numbers", type=_numbers, help="keep only these jersey folders, e.g. 4,6,48 (7 != 07)"
+        "--numbers", type=cli.numbers, help="keep only these jersey folders, e.g. 4,6,48 (7 != 07)"
     )
     summary.add_argument("--json", action="store_true", help="print one JSON object instead")
     soccernet = sub.add_parser(
@@ -61,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     soccernet.add_argument("out", metavar="OUT", help="output root (created)")
     soccernet.add_argument(
         "--max-frames-per-sequence",
-        type=_positive,
+        type=cli.positive_int,
         default=16,
         help="longest sequence cut from a tracklet (default 16)",
     )

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from jersey_ray import cli
 from jersey_ray.errors import UserError, run_cli
 
 REFERENCE_NUMBERS = ("4", "6", "8", "9", "48", "49", "64", "66", "88", "89")
@@ -924,18 +925,6 @@ def generate(
 # ----------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line through run_cli instead of usage + exit
-        raise UserError(f"{message} (see --help)")
-
-
-def _size_arg(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 192x96")
-    return int(match[1]), int(match[2])
-
-
 def _frames_arg(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
     if not match:
@@ -943,12 +932,8 @@ def _frames_arg(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2] or match[1])
 
 
-def _numbers_arg(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(","))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = cli.OneLineParser(
         prog="python -m jersey_ray.synth",
         description="Generate the built-in synthetic jersey-number tracklets in the reference "
         "layout OUT/<jersey>/<track>/<sequence>/{anchor.jpg,f1.jpg,...}.",
@@ -962,7 +947,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--numbers",
-        type=_numbers_arg,
+        type=cli.numbers,
         default=None,
         metavar="N,N,...",
         help="jersey numbers 0-99 ('07' is its own class); earlier ones get more "
@@ -970,7 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--size",
-        type=_size_arg,
+        type=cli.size,
         default=(192, 96),
         metavar="HxW",
         help="frame size, height x width (default 192x96)",

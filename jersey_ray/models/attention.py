@@ -12,16 +12,20 @@ import math
 import torch
 from torch import nn
 
-from jersey_ray.models.heads import DigitHeads, GroupedModel
+from jersey_ray.models.heads import DigitHeads
 from jersey_ray.models.recurrent import LengthAwareRNN
-from jersey_ray.models.sequence import encode_frames
+from jersey_ray.models.sequence import RecurrentModel
 
-NEG = torch.finfo(torch.float32).min
+
+def fill_padding(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``scores`` in float32 with the most negative finite float where ``mask`` is False."""
+    # torch.finfo(torch.float32).min written out: TorchScript reads neither finfo nor a global
+    return scores.float().masked_fill(~mask, -3.4028234663852886e38)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over dim 1 of the True positions; exact zeros elsewhere (float32)."""
-    weights = torch.softmax(scores.float().masked_fill(~mask, NEG), dim=1)
+    weights = torch.softmax(fill_padding(scores, mask), dim=1)
     return weights * mask
 
 
@@ -96,31 +100,28 @@ class TopKPool(nn.Module):
         self, outputs: torch.Tensor, final: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         tau = self.temperature.float().clamp(1e-3, 10.0)
-        scores = (self.score_mlp(outputs).squeeze(-1).float() / tau).masked_fill(~mask, NEG)
+        scores = fill_padding(self.score_mlp(outputs).squeeze(-1).float() / tau, mask)
         top, index = scores.topk(min(self.top_k, scores.shape[1]), dim=1)
         # Padding ranks last, so a sample shorter than k keeps only its valid frames.
         kept = masked_softmax(top, mask.gather(1, index))
         return torch.zeros_like(scores).scatter(1, index, kept)
 
 
-class AttentionModel(GroupedModel):
+class AttentionModel(RecurrentModel):
     """CNN per real frame -> LengthAwareRNN -> attention pooling of the outputs -> heads.
 
     ``forward(frames, mask)`` returns ``(tens [B,11], ones [B,10], weights [B,T])``.
     """
 
     def __init__(self, backbone: nn.Module, rnn: LengthAwareRNN, pool: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.rnn = rnn
+        super().__init__(backbone, rnn)
         self.pool = pool
         self.heads = DigitHeads(rnn.out_features)
 
     def forward(
         self, frames: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        lengths = mask.sum(dim=1)
-        outputs, final = self.rnn(encode_frames(self.backbone, frames, mask), mask, lengths)
+        outputs, final, _ = self.encode(frames, mask)
         weights = self.pool(outputs, final, mask)
         context = torch.bmm(weights[:, None].to(outputs.dtype), outputs).squeeze(1)
         return (*self.heads(context), weights)

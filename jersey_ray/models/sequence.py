@@ -27,37 +27,53 @@ def unpack_features(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     ``masked_scatter``, whose backward would sync on ``masked_select``).
     """
     source = (mask.reshape(-1).cumsum(0) - 1).clamp(min=0)
-    slots = features[source].reshape(*mask.shape, features.shape[-1])
+    slots = features[source].reshape(mask.shape[0], mask.shape[1], features.shape[-1])
     return torch.where(mask[..., None], slots, 0)
 
 
-def encode_frames(backbone: nn.Module, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Run ``backbone`` on the real frames only and return features [B,T,F], zero on padding."""
-    if frames.dim() == 5:
-        frames = pack_frames(frames, mask)
-    return unpack_features(backbone(frames), mask)
+class RecurrentModel(GroupedModel):
+    """What every sequence model shares: a CNN per real frame, then a LengthAwareRNN.
+
+    Subclasses add their pooling and ``heads``, in that order (the parameter order of the
+    optimizer groups and of checkpoints). Encoding is a method rather than a function taking the
+    backbone, because TorchScript cannot pass a module to a function.
+    """
+
+    def __init__(self, backbone: nn.Module, rnn: LengthAwareRNN) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.rnn = rnn
+
+    def encode(
+        self, frames: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(outputs [B,T,D] zero on padding, final [B,D], lengths [B])`` of the RNN over the
+        backbone's features of the real frames only."""
+        if frames.dim() == 5:
+            frames = pack_frames(frames, mask)
+        lengths = mask.sum(dim=1)
+        features = unpack_features(self.backbone(frames), mask)
+        outputs, final = self.rnn(features, mask, lengths)
+        return outputs, final, lengths
 
 
-class SequenceModel(GroupedModel):
+class SequenceModel(RecurrentModel):
     """CNN per real frame -> LengthAwareRNN -> masked mean over valid steps or final state -> heads.
 
     ``forward(frames, mask [B,T] bool)`` returns ``(tens [B,11], ones [B,10])``.
     """
 
     def __init__(self, backbone: nn.Module, rnn: LengthAwareRNN, pooling: str) -> None:
-        super().__init__()
         if pooling not in ("mean", "final"):
             raise ValueError(f"pooling must be 'mean' or 'final', not {pooling!r}")
-        self.backbone = backbone
-        self.rnn = rnn
+        super().__init__(backbone, rnn)
         self.pooling = pooling
         self.heads = DigitHeads(rnn.out_features)
 
     def forward(
         self, frames: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = mask.sum(dim=1)
-        outputs, final = self.rnn(encode_frames(self.backbone, frames, mask), mask, lengths)
+        outputs, final, lengths = self.encode(frames, mask)
         if self.pooling == "mean":  # outputs are zero on padding
             pooled = outputs.sum(dim=1) / lengths.clamp(min=1)[:, None]
         else:
