@@ -44,8 +44,9 @@ from PIL import Image, ImageFilter
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from jersey_ray import cli
 from jersey_ray.augment import IMAGENET_MEAN, IMAGENET_STD
-from jersey_ray.cache import DEFAULT_MAX_FRAMES, build_cache, make_plan, parse_size
+from jersey_ray.cache import DEFAULT_MAX_FRAMES, build_cache, make_plan
 from jersey_ray.errors import UserError, run_cli
 from jersey_ray.loader import DEFAULT_BATCH_SIZE, iter_batches, load_split
 
@@ -258,13 +259,8 @@ def report_lines(result: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line through run_cli instead of usage + exit
-        raise UserError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = cli.OneLineParser(
         prog="python -m jersey_ray.bench data",
         description="Cache build frames/s, then loader vs reference-style DataLoader epochs.",
     )
@@ -272,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the numbers here")
     p.add_argument(
         "--size",
-        type=parse_size,
+        type=cli.size,
         default=(192, 96),
         metavar="HxW",
         help="letterbox size (default 192x96)",
