@@ -581,6 +581,10 @@ def _ray_data_context():
     ]
     for handler, _ in console:
         handler.setLevel(logging.WARNING)
+    # This logger only warns that the progress bars are off, which is our choice (ours show).
+    bars_log = logging.getLogger("ray.data._internal.progress")
+    bars_level = bars_log.level
+    bars_log.setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -591,6 +595,7 @@ def _ray_data_context():
         ) = saved
         for handler, level in console:
             handler.setLevel(level)
+        bars_log.setLevel(bars_level)
 
 
 def _decode_all(plan: Plan, progress: bool):
@@ -619,6 +624,20 @@ def _decode_all(plan: Plan, progress: bool):
     return ray.data.from_arrow_refs(refs)
 
 
+def _await_free_cpu(timeout_s: float = 5.0) -> None:
+    """Wait until the cluster's resource view shows a free CPU again.
+
+    The view lags the end of the previous Ray Data job by a moment, and a job that starts
+    meanwhile warns that it "will hang" (it does not). A CPU still busy after the timeout is
+    real contention, and Ray's warning about it is then shown.
+    """
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while not ray.available_resources().get("CPU") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _run_pipeline(plan: Plan, tmp: Path, progress: bool) -> list[dict[str, Any]]:
     """Decode and write the shards into ``tmp``; returns the per-sequence metadata rows."""
     import ray.data
@@ -633,11 +652,13 @@ def _run_pipeline(plan: Plan, tmp: Path, progress: bool) -> list[dict[str, Any]]
         rows_per_shard = max(1, int(SHARD_BYTES // row_bytes))
         sizes = Counter(item["split"] for item in plan.items)
         bounds = np.cumsum([sizes[s] for s in _splits()])[:-1].tolist()
+        _await_free_cpu()
         parts = decoded.split_at_indices(bounds)  # items are sorted by split
         bar = tqdm(_splits(), desc="cache: writing", unit="split", disable=not progress)
         for split, part in zip(bar, parts, strict=True):
             if not any(m["split"] == split and m["n_frames"] for m in meta):
                 continue
+            _await_free_cpu()
             part.map_batches(
                 keep_split,
                 batch_format="pyarrow",
@@ -843,7 +864,7 @@ def summary_line(out: str, manifest: dict[str, Any], reused: bool = False) -> st
     per_split = ", ".join(f"{s} {splits[s]['sequences']}" for s in _splits())
     skipped = len(manifest["skipped"])
     dropped = len(manifest["dropped_sequences"])
-    how = "reused identical cache from a concurrent build" if reused else "built"
+    how = "reused (same fingerprint)" if reused else "built"
     return (
         f"cache {out} {how}: {manifest['sequences']} sequences ({per_split}), "
         f"{manifest['frames']} frames, {skipped} skipped, {dropped} sequences dropped, "
@@ -888,7 +909,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--force", action="store_true", help="rebuild even if an identical cache exists")
     b.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    b.add_argument("--no-progress", action="store_true", help="no progress output")
+    b.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar or notes (the summary line is still printed)",
+    )
     v = sub.add_parser("verify", help="check every shard against the manifest (rows, sha256)")
     v.add_argument("cache", metavar="DIR", help="cache folder or URI")
     return p  # fmt: skip
@@ -905,11 +930,13 @@ def _main(argv: Sequence[str]) -> int:
     numbers = None
     if args.numbers:
         numbers = [n for part in args.numbers for n in part.split(",") if n]
-    build_cache(
+    result = build_cache(
         args.root, args.out, size=args.size, max_frames=args.max_frames,
         split_seed=args.split_seed, numbers=numbers, force=args.force, address=args.address,
         progress=not args.no_progress,
     )  # fmt: skip
+    if args.no_progress:  # the summary is the command's result, not progress
+        print(summary_line(result.path, result.manifest, result.reused))
     return 0
 
 

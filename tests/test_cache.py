@@ -218,6 +218,12 @@ def test_second_build_is_reused_instantly(built, capsys) -> None:
     assert f"reusing cache {cache} (fingerprint {result.manifest['fingerprint'][:12]}" in out
     again = build(root, cache)
     assert again.reused and again.manifest == result.manifest
+    quiet = ["build", str(root), "--out", str(cache), "--size", "32x16", "--max-frames", "4"]
+    assert C.main([*quiet, "--no-progress"]) == 0
+    line = capsys.readouterr().out.strip()  # no bar or notes, the summary still there
+    assert line.startswith(
+        f"cache {cache} reused (same fingerprint): {result.manifest['sequences']} sequences"
+    )
 
 
 def test_fingerprint_changes_with_files_and_parameters(tmp_path) -> None:
