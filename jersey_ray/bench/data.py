@@ -134,7 +134,9 @@ def baseline_items(root: Path, manifest: dict[str, Any]) -> list[dict]:
 
 def _epoch_row(seconds: float, sequences: int, frames: int) -> dict[str, float]:
     return {
-        "seconds": round(seconds, 3),
+        "sequences": sequences,
+        "frames": frames,
+        "seconds": round(seconds, 6),
         "sequences_per_s": round(sequences / seconds, 1),
         "frames_per_s": round(frames / seconds, 1),
     }
@@ -144,12 +146,15 @@ def measure_build(root: Path, scratch: Path, size: tuple[int, int], max_frames: 
     import ray
 
     start = time.perf_counter()
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     ray_s = time.perf_counter() - start
     try:
         result = build_cache(root, scratch / "cache", size=size, max_frames=max_frames)
     finally:
-        ray.shutdown()  # the loader measurements get the whole machine
+        if started:
+            ray.shutdown()  # the loader measurements get the whole machine
     m = result.manifest
     total = ray_s + result.total_s
     return {
