@@ -8,6 +8,7 @@ checkpoints under ``results/runs/<name>/``, and ends with the collector's phase 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -298,6 +299,7 @@ def make_scheduler(spec: SweepSpec, scheduler: str, grace: int, epochs: int):
 
 def make_tuner(spec, space, plan: Plan, scheduler, exp_path: str, storage: str, opts):
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from jersey_ray.trainable import run_trial
 
@@ -324,9 +326,28 @@ def make_tuner(spec, space, plan: Plan, scheduler, exp_path: str, storage: str, 
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=True),
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
             verbose=1,
         ),
     )
+
+
+@contextlib.contextmanager
+def _without_tune_tensorboard():
+    """Tune adds a TensorBoard logger of its own to every trial unless auto loggers are off;
+    its events would duplicate the trial's own under ``ray/tune/`` tags (and Tune would point
+    at its staging folder). The JSON and CSV loggers are passed explicitly in the RunConfig:
+    ``result.json`` is what the collector reads."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    saved = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = saved
 
 
 def check_experiment(exp_path: str, resume: bool) -> None:
@@ -479,7 +500,8 @@ def run_sweep(
     grace = opts.grace_period or spec.grace_period
     sched = make_scheduler(spec, scheduler, grace, epochs)
     tuner = make_tuner(spec, space, plan, sched, exp_path, storage, opts)
-    tuner.fit()
+    with _without_tune_tensorboard():
+        tuner.fit()
     record = read_json(f"{exp_path}/sweep.json")
     record["finished"] = now()
     write_json(f"{exp_path}/sweep.json", record)

@@ -10,6 +10,7 @@ reports every epoch's metrics with a checkpoint through ``ray.tune.report``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -43,6 +44,9 @@ def _record_placement(out_dir: Path) -> None:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune entry point: train one (model, seed, ...) configuration, resuming if Tune says so."""
+    # One INFO line per checkpoint, forwarded to the driver's console from every trial
+    # (48 in the demo); the checkpoints are listed in each trial's folder.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = from_dict(TrainConfig, config)
     out_dir = Path(tune.get_context().get_trial_dir())
     device = resolve_device(cfg.device)
