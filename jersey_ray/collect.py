@@ -12,7 +12,6 @@ Every model or trial choice is made on validation metrics. Rendering is :mod:`je
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -21,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from jersey_ray import figures, reference
+from jersey_ray import cli, figures, reference
 from jersey_ray import metrics as M
 from jersey_ray.errors import UserError, run_cli
 from jersey_ray.runs import (
@@ -443,7 +442,7 @@ def collect(run_dir: Path | str, out_dir: Path | str | None = None) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.OneLineParser(
         prog="python -m jersey_ray.collect",
         description="Turn a sweep's run folder into a phase table (table.md, table.csv, "
         "summary.json) and figures, from what the trials reported, and regenerate the results "
@@ -456,9 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="output folder (default: results/<phase>/, phase from RUN_DIR/sweep.json)",
     )
-    args = parser.parse_args(argv)
 
     def run() -> int:
+        args = parser.parse_args(argv)
         summary = collect(args.run_dir, args.out)
         done = sum(r["n_finished"] for r in summary["models"])
         print(

@@ -110,7 +110,7 @@ def available_sweeps() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.OneLineParser(
         prog="python -m jersey_ray.sweep",
         description="Run a sweep (models x seeds) on Ray Tune and print its phase table.",
         epilog="Sweeps live in sweeps/<name>.py. Watch live: tensorboard --logdir results/runs",
@@ -558,9 +558,8 @@ def finish(exp_path: str, out: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
     def body() -> int:
+        args = build_parser().parse_args(argv)
         names = list(PHASES) if args.sweep == "all" else [args.sweep]
         specs = [load_sweep(n) for n in names]
         preset = QUICK if args.quick else FULL

@@ -693,7 +693,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.OneLineParser(
         prog="python -m jersey_ray.train",
         description="Run one training trial (the report's protocol) without Ray. Writes OUT/"
         "config.json, metrics.jsonl, best.pt, last.pt, test.json and TensorBoard events.",

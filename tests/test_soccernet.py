@@ -207,8 +207,10 @@ def test_cli(tmp_path, capsys):
     assert main(["import-soccernet", src, out, "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["import-soccernet", src, out, "--quiet", "--force"]) == 0
-    with pytest.raises(SystemExit):
-        main(["import-soccernet", src, out, "--max-frames-per-sequence", "0"])
+    capsys.readouterr()
+    assert main(["import-soccernet", src, out, "--max-frames-per-sequence", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-frames-per-sequence" in err and err.count("\n") == 1  # one line, no usage
 
 
 # --- the real archive ------------------------------------------------------------------------

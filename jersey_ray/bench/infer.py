@@ -560,7 +560,7 @@ def _variants(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.OneLineParser(
         prog="python -m jersey_ray.bench infer",
         description="Deployment latency, throughput and test accuracy per precision, compiler "
         "and runtime (the report's Table 4, done right).",

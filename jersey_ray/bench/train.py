@@ -49,7 +49,7 @@ RANDOM_BATCHES = 8  # the ceiling cycles over these
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.OneLineParser(
         prog="python -m jersey_ray.bench train",
         description="Training frames/s of the real trial loop next to the bare step ceiling.",
     )

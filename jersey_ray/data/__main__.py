@@ -14,7 +14,7 @@ from jersey_ray.errors import run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.OneLineParser(
         prog="python -m jersey_ray.data",
         description="Index a data root in the layout ROOT/<jersey>/<track>/<sequence>/*.jpg, "
         "or import the SoccerNet jersey-number crops into that layout.",
@@ -125,8 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
+    return run_cli(lambda: _run(_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from jersey_ray import cli
 from jersey_ray.errors import run_cli
 from jersey_ray.models import REGISTRY, build_model, count_params
 
@@ -44,7 +44,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.OneLineParser(
         prog="python -m jersey_ray.models",
         description="List the model registry: id, phase, display name and trainable parameter "
         "count (built without pretrained weights), beside the report's count.",
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         help="print a JSON list of objects with keys id, phase, display, params, report_params, "
         "description, note",
     )
-    args = parser.parse_args(argv)
 
     def run() -> int:
+        args = parser.parse_args(argv)
         rows = _rows()
         print(json.dumps(rows, indent=2) if args.json else _table(rows))
         return 0
