@@ -306,6 +306,23 @@ def test_a_killed_build_leaves_nothing_that_looks_valid(ray_session, tmp_path) -
     assert not result.reused and C.verify_cache(out)["sequences"] == 9
 
 
+def test_two_concurrent_builds_of_one_cache(ray_session, tmp_path) -> None:
+    root = make_root(tmp_path / "data")
+    out = tmp_path / "c"
+    address = ray.get_runtime_context().gcs_address
+    cmd = [
+        *(sys.executable, "-m", "jersey_ray.cache", "build", str(root), "--out", str(out)),
+        *("--size", "32x16", "--max-frames", "4", "--address", address, "--no-progress"),
+    ]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in "ab"]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e.decode()[-2000:] for _, e in outputs]
+    lines = sorted(o.decode().strip().splitlines()[-1] for o, _ in outputs)
+    assert all(line.startswith(f"cache {out} ") for line in lines)
+    assert C.verify_cache(out)["sequences"] == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "data"]  # no leftovers
+
+
 def test_verify_catches_a_flipped_byte_and_a_missing_shard(built, tmp_path, capsys) -> None:
     _, cache, result = built
     assert C.verify_cache(cache) == result.manifest
