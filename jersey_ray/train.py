@@ -81,7 +81,9 @@ class LocalReporter:
     def __call__(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         if checkpoint_dir is not None:
             for path in sorted(checkpoint_dir.iterdir()):
-                os.replace(path, self.out_dir / path.name)  # atomic: never a half-written file
+                tmp = self.out_dir / f".{path.name}.tmp"
+                shutil.move(path, tmp)  # a rename on one file system, else a copy
+                os.replace(tmp, self.out_dir / path.name)  # atomic: never a half-written file
         if self.echo:
             print(epoch_line(metrics), flush=True)
 
@@ -617,7 +619,9 @@ def _checkpoint_and_report(
     """Write the epoch's checkpoint, files and events, test after the last epoch, and report."""
     cfg, state = trial.cfg, trial.state
     final = state.epoch == cfg.epochs
-    ckpt = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=trial.out_dir))
+    # Staged outside the trial folder: on a single node Tune's driver syncs that folder while
+    # the trial writes, and a staging file that vanishes mid-sync fails it with a traceback.
+    ckpt = Path(tempfile.mkdtemp(prefix="jersey-ray-checkpoint-"))
     try:
         if not final or getattr(report, "keeps_final_state", False):
             # saved before the best weights are loaded for test: last.pt is the last epoch's

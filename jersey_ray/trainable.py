@@ -56,7 +56,7 @@ def run_trial(config: dict[str, Any]) -> None:
     if checkpoint is None:
         train(cfg, data, out_dir, report=_report, progress=False)
         return
-    with tempfile.TemporaryDirectory(prefix="resume-", dir=out_dir) as scratch:
+    with tempfile.TemporaryDirectory(prefix="jersey-ray-resume-") as scratch:  # see train.py
         # Copy out: Tune may delete the checkpoint folder once this trial reports a newer one.
         with checkpoint.as_directory() as ckpt_dir:
             resume = Path(shutil.copytree(ckpt_dir, Path(scratch) / "ckpt"))
