@@ -59,8 +59,9 @@ def learning_curves(curves: dict[str, list[dict[int, float]]], path: Path, *, ph
         epochs, mean, std = curve_band([s for s in series if s])
         if not epochs:
             continue
-        lo = [m - s for m, s in zip(mean, std, strict=True)]
-        hi = [m + s for m, s in zip(mean, std, strict=True)]
+        # Drawn within [0, 1]: a band below 0 (n = 2, a large std) only hides the other lines.
+        lo = [max(m - s, 0.0) for m, s in zip(mean, std, strict=True)]
+        hi = [min(m + s, 1.0) for m, s in zip(mean, std, strict=True)]
         ax.plot(epochs, mean, color=color, lw=1.8, label=f"{label} (n={len(series)})")
         ax.fill_between(epochs, lo, hi, color=color, alpha=0.18, lw=0)
     ax.set_title(f"{phase}: validation acc_number per epoch (mean ± sample std over seeds)")
