@@ -1,4 +1,4 @@
-"""``jersey-ray <command> ...``: one front door for the ``python -m jersey_ray.<command>`` tools."""
+"""``jersey-ray <command> ...``: one front door for the ``python -m jersey_ray.<package>`` tools."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import importlib
 import sys
 
 COMMANDS = {
-    "synth": "generate the built-in synthetic tracklet data set",
-    "data": "index a data root (summary) or import SoccerNet crops",
-    "cache": "build or verify the preprocessed Parquet cache",
-    "models": "list the model registry with parameter counts",
-    "train": "run one training trial without Ray",
-    "sweep": "run a phase sweep on Ray Tune (the main command)",
-    "collect": "turn a sweep's trial results into phase tables and figures",
-    "bench": "benchmarks: data pipeline, training throughput, inference",
+    "data": ("data", "index a data root, generate synthetic data, import SoccerNet crops"),
+    "cache": ("cache", "build or verify the preprocessed Parquet cache"),
+    "models": ("models", "list the model registry with parameter counts"),
+    "train": ("train", "run one training trial without Ray"),
+    "sweep": ("sweep", "run a sweep on Ray Tune (the main command)"),
+    "collect": ("results", "turn a sweep's results into tables and figures"),
+    "bench": ("bench", "benchmarks: data pipeline, training throughput, inference"),
 }
+"""Command -> (package whose ``__main__`` runs it, one line of help)."""
 
 
 def _usage() -> str:
-    rows = "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items())
+    rows = "\n".join(f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items())
     return (
         "usage: jersey-ray <command> [args...]\n\ncommands:\n"
         f"{rows}\n\n'jersey-ray <command> --help' shows a command's options."
@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"jersey_ray.{name}")
-    if hasattr(module, "__path__"):  # a package: its CLI lives in __main__
-        module = importlib.import_module(f"jersey_ray.{name}.__main__")
+    module = importlib.import_module(f"jersey_ray.{COMMANDS[name][0]}.__main__")
     return module.main(rest)
 
 

@@ -1,9 +1,12 @@
-"""Frozen configuration dataclasses with strict loading.
+"""Frozen configuration dataclasses with strict loading, and the one way settings are layered.
 
-Every run saves its full :class:`TrainConfig` as JSON beside its results and inside its
-checkpoints; :func:`from_dict` restores it and rejects unknown keys, so a typo in a sweep file
-or a stale checkpoint fails loudly instead of being ignored. Defaults equal the reference
-study's protocol (report-spec section 3); sweeps override them in ``sweeps/``.
+:class:`DataConfig` defines a cache (it is the cache key, stored whole in the manifest);
+:class:`TrainConfig` defines how a trial trains; :class:`SweepSpec` is a sweep file. Every
+default is written once, here. Settings are resolved once, by :func:`layered`, in one order
+(later wins): defaults < a model's phase protocol < sweep file < preset < command line. Every
+run saves its resolved configs as JSON beside its results and inside its checkpoints;
+:func:`from_dict` restores them and rejects unknown keys, so a typo in a sweep file or a stale
+checkpoint fails loudly instead of being ignored.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,9 +28,65 @@ class ConfigError(UserError):
     """A configuration value or key is invalid."""
 
 
+DEFAULT_SIZE: tuple[int, int] = (192, 96)
+"""The report's letterbox size (height, width) for whole-player crops; written here once."""
+
+SPLIT_MODES = ("tracks", "heldout")
+"""``tracks``: train/val/test by track. ``heldout``: the same, plus an ``unseen`` split holding
+every track of the held-out numbers (two-digit generalization)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything that defines a cache, and nothing else: it is the cache key.
+
+    :func:`jersey_ray.cache.plan.cache_name` derives the cache's folder name from it and the
+    fingerprint hashes it with the data's file list; the manifest stores it whole, and a trial
+    reads it from there (a trial never takes data settings from anywhere else).
+    """
+
+    root: str = ""
+    """Data root in the reference layout ``ROOT/<jersey>/<track>/<sequence>/*.jpg``."""
+    size: tuple[int, int] = DEFAULT_SIZE
+    """Letterboxed frame size, height x width."""
+    max_frames: int = 16
+    """Frames per sequence: the anchor plus up to ``max_frames - 1`` evenly spaced others."""
+    split: str = "tracks"
+    """Split mode: ``tracks`` or ``heldout`` (see :data:`SPLIT_MODES`)."""
+    split_seed: int = 42
+    """Seed of the track-level split (and of the automatic held-out choice)."""
+    heldout_numbers: tuple[str, ...] = ()
+    """``heldout`` mode: the numbers whose tracks all go to ``unseen`` (empty: chosen
+    automatically; the manifest stores the numbers chosen)."""
+    numbers: tuple[str, ...] = ()
+    """Keep only these jersey folders (empty: all)."""
+
+    def __post_init__(self) -> None:
+        _check_choice("split", self.split, SPLIT_MODES)
+        if self.max_frames < 1:
+            raise ConfigError(f"max_frames must be >= 1, got {self.max_frames}")
+        if min(self.size) < 8:
+            raise ConfigError(f"size must be at least 8x8, got {self.size}")
+        for name in ("heldout_numbers", "numbers"):
+            bad = [n for n in getattr(self, name) if not _is_number(n)]
+            if bad:
+                raise ConfigError(f"{name}: {bad} are not 1-2 digit jersey numbers such as 7 or 07")
+        if self.heldout_numbers and self.split != "heldout":
+            raise ConfigError("heldout_numbers needs split 'heldout'")
+
+    @property
+    def size_text(self) -> str:
+        return f"{self.size[0]}x{self.size[1]}"
+
+
+def _is_number(text: Any) -> bool:
+    return isinstance(text, str) and text.isascii() and text.isdigit() and 1 <= len(text) <= 2
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one trial needs; the flat key space is also Tune's parameter space."""
+    """How one trial trains: the flat key space is also Tune's parameter space. Data settings
+    live in :class:`DataConfig` (the cache's manifest), never here."""
 
     model: str = "basic_r18"
     """Model id from the registry (``python -m jersey_ray.models`` lists them)."""
@@ -41,7 +101,8 @@ class TrainConfig:
     optimizer: str = "adam"
     """``adam`` (coupled L2 weight decay, as the report) or ``adamw``."""
     lr_scheme: str = "uniform"
-    """``uniform`` (one LR, Phase 0) or ``discriminative`` (per-group LRs, Phases A and B)."""
+    """``uniform`` (one LR, Phase 0) or ``discriminative`` (per-group LRs, Phases A and B); a
+    model's phase sets it (:func:`jersey_ray.models.protocol`)."""
     lr: float = 1e-3
     """Learning rate of the uniform scheme."""
     lr_backbone: float = 1e-4
@@ -61,9 +122,12 @@ class TrainConfig:
     loss_weights: tuple[float, float] = (1.0, 1.0)
     """Weights of the tens and ones cross-entropy terms."""
     pretrained: str = "imagenet"
-    """Backbone weights: ``imagenet`` (local torchvision/timm cache), ``none`` or a file path."""
+    """Backbone weights: ``imagenet`` (torchvision/timm cache), ``none`` or a file path."""
     augment: bool = True
     """Apply the reference's per-frame train augmentations (on the device)."""
+    deterministic: bool = True
+    """Deterministic kernels (cuDNN deterministic, no autotuning, torch's deterministic
+    algorithms where they exist), as the reference set; off trades reproducibility for speed."""
     precision: str = "auto"
     """``auto`` (GPU: bf16 where supported, else fp16; CPU: fp32), ``fp32``, ``bf16``, ``fp16``."""
     compile: bool = False
@@ -74,33 +138,19 @@ class TrainConfig:
     """``auto`` (CUDA if available), ``cpu`` or ``cuda``."""
     gpu_fraction: float = 0.0
     """Cap this process's CUDA memory to this fraction of the GPU (0: no cap)."""
-    data_root: str = ""
-    """Raw data root in the reference layout (informational once a cache is built)."""
-    cache: str = ""
-    """Preprocessed Parquet cache (local path or pyarrow URI) the trial reads."""
-    size: tuple[int, int] = (192, 96)
-    """Letterboxed frame size, height x width."""
-    max_frames: int = 16
-    """Frames per sequence: the anchor plus up to ``max_frames - 1`` evenly spaced others."""
-    split_seed: int = 42
-    """Seed of the track-level train/val/test split."""
-    numbers: tuple[str, ...] = ()
-    """Restrict the data to these jersey strings (empty: all)."""
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("adam", "adamw"))
         _check_choice("lr_scheme", self.lr_scheme, ("uniform", "discriminative"))
         _check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
-        for name in ("epochs", "batch_size", "eval_batch_size", "max_frames"):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ConfigError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
         if not 0.0 <= self.gpu_fraction <= 1.0:
             raise ConfigError(f"gpu_fraction must be in [0, 1], got {self.gpu_fraction}")
-        if min(self.size) < 8:
-            raise ConfigError(f"size must be at least 8x8, got {self.size}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -163,6 +213,27 @@ def replace(cfg: T, **changes: Any) -> T:
     return from_dict(type(cfg), merged)
 
 
+Layer = tuple[str, Mapping[str, Any]]
+"""``(name, overrides)``: one source of settings, e.g. ``("sweep file", {"epochs": 10})``."""
+
+
+def layered(cls: type[T], layers: Sequence[Layer]) -> tuple[T, dict[str, str]]:
+    """``cls``'s defaults with every layer's overrides applied in order (later layers win).
+
+    Returns the config and, for every key a layer set, that layer's name, so a record of the
+    run can say where each value came from. An unknown key is an error naming its layer.
+    """
+    cfg = cls()
+    sources: dict[str, str] = {}
+    for name, overrides in layers:
+        try:
+            cfg = replace(cfg, **overrides)
+        except ConfigError as err:
+            raise ConfigError(f"{name}: {err}") from None
+        sources.update(dict.fromkeys(overrides, name))
+    return cfg, dict(sorted(sources.items()))
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A sweep declared as data in ``sweeps/<name>.py`` (as ``SWEEP = SweepSpec(...)``)."""
@@ -176,7 +247,9 @@ class SweepSpec:
     seeds: tuple[int, ...] = (42, 123, 456, 789, 2024)
     """Seeds (grid axis); the tables aggregate over them."""
     train: dict[str, Any] = field(default_factory=dict)
-    """TrainConfig overrides shared by every trial (e.g. the LR scheme)."""
+    """TrainConfig overrides shared by every trial (a model's phase protocol comes first)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """DataConfig overrides (the sweep's one cache), e.g. ``{"split": "heldout"}``."""
     axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Extra grid axes over TrainConfig keys, e.g. ``{"lr": (1e-3, 3e-4)}``."""
     scheduler: str = "fifo"
@@ -196,13 +269,16 @@ class SweepSpec:
             raise ConfigError(f"sweep {self.name!r} declares no models")
         if not self.seeds:
             raise ConfigError(f"sweep {self.name!r} declares no seeds")
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        bad = sorted((set(self.train) | set(self.axes)) - known)
-        if bad:
-            raise ConfigError(
-                f"sweep {self.name!r}: unknown TrainConfig key(s) {', '.join(bad)}; "
-                f"valid keys: {', '.join(sorted(known))}"
-            )
+        for cls, keys in ((TrainConfig, set(self.train) | set(self.axes)), (DataConfig, self.data)):
+            known = {f.name for f in dataclasses.fields(cls)}
+            bad = sorted(set(keys) - known)
+            if bad:
+                raise ConfigError(
+                    f"sweep {self.name!r}: unknown {cls.__name__} key(s) {', '.join(bad)}; "
+                    f"valid keys: {', '.join(sorted(known))}"
+                )
+        if "root" in self.data:
+            raise ConfigError(f"sweep {self.name!r}: the data root comes from --data, not the file")
         clash = sorted(set(self.axes) & {"model", "seed"})
         if clash:
             raise ConfigError(f"sweep {self.name!r}: use models/seeds, not axes, for {clash}")

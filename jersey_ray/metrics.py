@@ -10,18 +10,22 @@ of integer counts over a whole split, so they do not depend on the batch size.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
 SPLITS = ("train", "val", "test")
+UNSEEN = "unseen"
+"""The held-out numbers' split (two-digit generalization); only in ``heldout`` caches."""
 METRICS = ("loss", "acc_number", "acc_tens", "acc_ones")
 
 
 def key(split: str, metric: str) -> str:
     """The reported name of ``metric`` on ``split``, e.g. ``key("val", "acc_number")``."""
-    if split not in SPLITS or metric not in METRICS:
+    if split not in (*SPLITS, UNSEEN) or metric not in METRICS:
         raise ValueError(f"no metric {split}_{metric}")
     return f"{split}_{metric}"
 
@@ -29,6 +33,7 @@ def key(split: str, metric: str) -> str:
 TRAIN_LOSS, TRAIN_ACC_NUMBER, TRAIN_ACC_TENS, TRAIN_ACC_ONES = (key("train", m) for m in METRICS)
 VAL_LOSS, VAL_ACC_NUMBER, VAL_ACC_TENS, VAL_ACC_ONES = (key("val", m) for m in METRICS)
 TEST_LOSS, TEST_ACC_NUMBER, TEST_ACC_TENS, TEST_ACC_ONES = (key("test", m) for m in METRICS)
+UNSEEN_LOSS, UNSEEN_ACC_NUMBER, UNSEEN_ACC_TENS, UNSEEN_ACC_ONES = (key(UNSEEN, m) for m in METRICS)
 
 EPOCH = "epoch"
 """1-based epoch the row describes; the schedulers' time attribute."""
@@ -46,6 +51,27 @@ N_PARAMS = "n_params"
 """Trainable parameters of the model."""
 GPU_MEM_GB = "gpu_mem_gb"
 """Peak CUDA memory allocated by the trial in the epoch (0 on CPU)."""
+
+TAG_GROUPS = {
+    BEST_EPOCH: "best/epoch",
+    BEST_VAL_ACC_NUMBER: "best/val_acc_number",
+    LR: "lr/base",
+    FRAMES_PER_S: "system/frames_per_s",
+    EPOCH_TIME_S: "system/epoch_time_s",
+    GPU_MEM_GB: "system/gpu_mem_gb",
+    N_PARAMS: "model/n_params",
+}
+
+
+def tensorboard_tag(name: str) -> str:
+    """The TensorBoard tag of a reported name, grouped by split (``val_acc_number`` ->
+    ``val/acc_number``) so the scalars page reads by section; ``result.json`` and the tables
+    keep the flat names."""
+    split, _, metric = name.partition("_")
+    if split in (*SPLITS, UNSEEN) and metric in METRICS:
+        return f"{split}/{metric}"
+    return TAG_GROUPS.get(name, f"other/{name}")
+
 
 SELECTION_METRIC = VAL_ACC_NUMBER
 """The metric every model or checkpoint choice is made on. Never a test metric."""
@@ -102,12 +128,11 @@ class SplitCounter:
         }
 
 
-def confusion(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Counts ``[true, predicted]`` as an ``n_classes x n_classes`` int64 matrix."""
-    import torch
-
-    flat = target.long() * n_classes + pred.long()
-    return torch.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+def confusion(true: Any, pred: Any, n_classes: int) -> np.ndarray:
+    """``[true, predicted]`` counts as an ``n_classes x n_classes`` int64 matrix (array-likes:
+    NumPy arrays or CPU tensors)."""
+    flat = np.asarray(true, dtype=np.int64) * n_classes + np.asarray(pred, dtype=np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def number_string(tens: int, ones: int) -> str:

@@ -2,10 +2,10 @@
 
 The report's Section 3 says discriminative LR is for Phase B only, but its Table 6 and the
 Phase A driver use it here too (report-spec 8.7); we follow the code that produced the table.
+The learning rates are the phase's protocol (``jersey_ray.models.PROTOCOLS``), not set here.
 """
 
 from jersey_ray.config import SweepSpec
-from sweeps._protocol import DISCRIMINATIVE, SEEDS
 
 SWEEP = SweepSpec(
     name="phaseA",
@@ -19,7 +19,5 @@ SWEEP = SweepSpec(
         "seq_blstm_mp",
         "seq_ulstm_fs",
     ),
-    seeds=SEEDS,
-    train=dict(DISCRIMINATIVE),
     reference="seq_bgru_mp",
 )

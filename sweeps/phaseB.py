@@ -5,7 +5,6 @@ Compared against the best Phase A model, chosen on validation from results/phase
 """
 
 from jersey_ray.config import SweepSpec
-from sweeps._protocol import DISCRIMINATIVE, SEEDS
 
 SWEEP = SweepSpec(
     name="phaseB",
@@ -19,7 +18,5 @@ SWEEP = SweepSpec(
         "attn_ugru_gate",
         "attn_ugru_hc",
     ),
-    seeds=SEEDS,
-    train=dict(DISCRIMINATIVE),
     reference="best:phaseA",
 )

@@ -204,7 +204,7 @@ def tiny_split(split: str, n: int, seed: int):
     """``n`` sequences of 2-4 random uint8 frames at TINY_SIZE (a loader SplitData on the CPU)."""
     import torch
 
-    from jersey_ray.loader import SplitData
+    from jersey_ray.cache.loader import SplitData
     from jersey_ray.metrics import BLANK
 
     gen = torch.Generator().manual_seed(seed)
@@ -218,7 +218,6 @@ def tiny_split(split: str, n: int, seed: int):
         frames=frames.to(torch.uint8),
         offsets=offsets,
         lengths=lengths,
-        anchor=torch.zeros(n, dtype=torch.long),
         tens=torch.tensor([BLANK if len(j) == 1 else int(j[0]) for j in jerseys]),
         ones=torch.tensor([int(j[-1]) for j in jerseys]),
         jersey=jerseys,
@@ -227,19 +226,25 @@ def tiny_split(split: str, n: int, seed: int):
     )
 
 
-def write_checkpoint(trial_dir: Path, model_id: str, seed: int = 0) -> Path:
-    """A ``checkpoint_000002/best.pt`` in the trainer's format with an untrained tiny model."""
+def write_checkpoint(trial_dir: Path, model_id: str, seed: int = 0, legacy: bool = False) -> Path:
+    """A ``checkpoint_000002/best.pt`` in the trainer's format with an untrained tiny model
+    (``legacy``: the format of runs made before TrainConfig and DataConfig were split)."""
     import torch
 
-    from jersey_ray.config import TrainConfig, to_json
+    from jersey_ray.config import DataConfig, TrainConfig, to_json
     from jersey_ray.models import build_model
 
     torch.manual_seed(seed)
-    cfg = TrainConfig(model=model_id, pretrained="none", device="cpu", size=TINY_SIZE, max_frames=4)
+    cfg = TrainConfig(model=model_id, pretrained="none", device="cpu")
+    data = DataConfig(root="data/tiny", size=TINY_SIZE, max_frames=4)
     model = build_model(model_id, pretrained="none")
     path = trial_dir / "checkpoint_000002" / "best.pt"
     path.parent.mkdir(parents=True)
-    torch.save(
-        {"model": model.state_dict(), "config": to_json(cfg), "epoch": 2, "metrics": {}}, path
-    )
+    configs = {"train": to_json(cfg), "data": to_json(data)}
+    if legacy:
+        old = {**json.loads(to_json(cfg)), "size": list(TINY_SIZE), "max_frames": 4,
+               "split_seed": 42, "numbers": [], "data_root": "data/tiny", "cache": "c"}  # fmt: skip
+        old.pop("deterministic")
+        configs = {"config": json.dumps(old)}
+    torch.save({"model": model.state_dict(), **configs, "epoch": 2, "metrics": {}}, path)
     return path

@@ -16,7 +16,8 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from jersey_ray import metrics
-from jersey_ray.asha import (
+from jersey_ray.errors import UserError
+from jersey_ray.sweep.asha import (
     PRUNED_FILE,
     STATE_FILE,
     SeedAwareASHA,
@@ -24,7 +25,6 @@ from jersey_ray.asha import (
     rung_epochs,
     searched_params,
 )
-from jersey_ray.errors import UserError
 
 STOP, CONTINUE = TrialScheduler.STOP, TrialScheduler.CONTINUE
 FIXED = {"epochs": 10, "lr_scheme": "discriminative"}  # in every config, never in the key

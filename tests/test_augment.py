@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from jersey_ray import augment as A
+from jersey_ray.cache import augment as A
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from jersey_ray.bench import data as B
+from jersey_ray.config import DataConfig
 from jersey_ray.data.synth import generate
 
 pytest.importorskip("ray")
@@ -52,7 +53,8 @@ def test_baseline_items_match_the_cached_train_split(root, tmp_path) -> None:
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        built = B.measure_build(root, tmp_path, (32, 16), 4)
+        data = DataConfig(root=str(root), size=(32, 16), max_frames=4)
+        built = B.measure_build(data, tmp_path)
     finally:
         ray.shutdown()
     items = B.baseline_items(root, built["manifest"])

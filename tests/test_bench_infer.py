@@ -23,14 +23,15 @@ import torch
 from fake_runs import TINY_SIZE, FakeTrial, tiny_split, write_checkpoint, write_sweep, write_trial
 from torch import nn
 
-from jersey_ray import reference
 from jersey_ray.bench import infer, infer_report
 from jersey_ray.bench.timing import percentile, summarize
 from jersey_ray.bench.variants import BY_NAME, summarize_warnings
-from jersey_ray.cache import CACHE_FORMAT, MANIFEST
+from jersey_ray.cache.store import CACHE_FORMAT, MANIFEST
+from jersey_ray.config import DataConfig, to_dict
 from jersey_ray.models import REGISTRY, ModelSpec
 from jersey_ray.models.attention import AttentionModel, DotProductPool
 from jersey_ray.models.recurrent import LengthAwareRNN
+from jersey_ray.results import reference
 
 TINY_ID = "bench_tiny_attn"
 MAX_FRAMES = 4
@@ -62,9 +63,7 @@ def restore_threads():
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-    spec = ModelSpec(
-        TINY_ID, "phaseB", "tiny BiGRU + dot-product", "test model", True, True, tiny_attention, 0
-    )
+    spec = ModelSpec(TINY_ID, "phaseB", "tiny BiGRU + dot-product", "test model", tiny_attention, 0)
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(REGISTRY, TINY_ID, spec)
         yield
@@ -95,10 +94,7 @@ def write_cache(path: Path, *, size: tuple[int, int] = TINY_SIZE, seed: int = 5)
     raw = shard.read_bytes()
     manifest = {
         "format": CACHE_FORMAT,
-        "size": list(size),
-        "max_frames": MAX_FRAMES,
-        "split_seed": 42,
-        "numbers": None,
+        "data": to_dict(DataConfig(root="data/tiny", size=size, max_frames=MAX_FRAMES)),
         "counts": {"splits": {"test": {"sequences": N_TEST, "frames": int(data.lengths.sum())}}},
         "shards": [
             {
@@ -453,6 +449,16 @@ def test_inputs_are_seeded_and_packed() -> None:
     assert fixed.lengths == [16, 16, 16] and fixed.frames.shape == (48, 3, 16, 8)
 
 
+def test_a_single_frame_model_is_timed_on_its_anchors(tmp_path) -> None:
+    """Every model takes the same batch, so Phase 0 is timed too, on what it reads."""
+    out = tmp_path / "phase0.json"
+    argv = [*FAST, "--model", "basic_mv3s", "--variants", "fp32", "--size", "32x16"]
+    assert infer.main([*argv, "--frames", "4", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and all(r["status"] == "ok" for r in rows)
+    assert all(r["frames"] == r["batch"] and r["steps"] == 1 for r in rows)
+
+
 # -------------------------------------------------------------------------- bad input
 
 
@@ -471,10 +477,9 @@ def _other_size_cache(tmp: Path) -> list[str]:
 
 BAD = {
     "unknown model": (lambda tmp: ["--model", "resnet9000"], "unknown model id"),
-    "single-frame model": (lambda tmp: ["--model", "basic_r18"], "single-frame"),
     "missing checkpoint": (
         lambda tmp: ["--checkpoint", str(tmp / "nope" / "best.pt")],
-        "no such checkpoint",
+        "checkpoint not found",
     ),
     "not a run folder": (lambda tmp: ["--run", str(tmp)], "sweep.json not found"),
     "no finished trial": (_bad_run, "no finished trial"),

@@ -13,11 +13,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from jersey_ray import cache as C
+from jersey_ray.cache import build as B
+from jersey_ray.cache import store as S
+from jersey_ray.cache.__main__ import main as cache_main
+from jersey_ray.cache.decode import COLUMNS
+from jersey_ray.cache.plan import cache_name, make_plan
+from jersey_ray.config import DataConfig, to_dict
 from jersey_ray.data.index import index_root, select_frames
 from jersey_ray.data.split import split_tracks
 
@@ -108,12 +114,16 @@ def reference_letterbox(path: Path) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def build(root: Path, out, **kw) -> C.CacheResult:
-    return C.build_cache(root, out, size=SIZE, max_frames=MAX_FRAMES, progress=False, **kw)
+def settings(root: Path, **kw) -> DataConfig:
+    return DataConfig(root=str(root), size=SIZE, max_frames=MAX_FRAMES, **kw)
+
+
+def build(root: Path, out, **kw) -> B.CacheResult:
+    return B.build_cache(settings(root), out, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
-def built(ray_session, tmp_path_factory) -> tuple[Path, Path, C.CacheResult]:
+def built(ray_session, tmp_path_factory) -> tuple[Path, Path, B.CacheResult]:
     base = tmp_path_factory.mktemp("cache")
     root = make_root(base / "data")
     return root, base / "cache", build(root, base / "cache")
@@ -124,7 +134,7 @@ def _rows(cache: Path) -> dict[str, dict]:
     rows = {}
     for shard in manifest["shards"]:
         table = pq.read_table(cache / shard["path"])
-        assert tuple(table.column_names) == C.COLUMNS
+        assert tuple(table.column_names) == COLUMNS
         for row in table.to_pylist():
             rows[row["seq_id"]] = {**row, "split": shard["split"]}
     return rows
@@ -182,17 +192,17 @@ def test_corrupt_files_are_skipped_listed_and_counted(built) -> None:
         {"seq_id": "48/t1/s1", "failed": "48/t1/s1/anchor.jpg", "anchor": "48/t1/s1/f1.jpg"}
     ]
     assert m["sequences"] == 9 and m["frames"] == sum(r["n_frames"] for r in _rows(cache).values())
-    line = C.summary_line(str(cache), m)
+    line = B.summary_line(str(cache), m)
     assert "9 sequences" in line and "6 skipped" in line and "1 sequences dropped" in line
 
 
 def test_manifest_describes_counts_and_shards(built) -> None:
-    _, cache, result = built
+    root, cache, result = built
     m = json.loads((cache / "manifest.json").read_text())
     assert m == result.manifest
-    assert (m["size"], m["max_frames"], m["split_seed"], m["format"]) == (
-        list(SIZE), MAX_FRAMES, 42, C.CACHE_FORMAT,
-    )  # fmt: skip
+    assert m["format"] == S.CACHE_FORMAT
+    assert m["data"] == to_dict(settings(root.resolve()))  # the DataConfig, whole
+    assert S.data_config(m) == settings(root.resolve())  # and back
     splits = m["counts"]["splits"]
     assert sum(c["sequences"] for c in splits.values()) == m["sequences"]
     assert all(splits[s]["sequences"] > 0 for s in ("train", "val", "test"))
@@ -203,7 +213,7 @@ def test_manifest_describes_counts_and_shards(built) -> None:
     ]["frames"] == sum(r["n_frames"] for s, r in _rows(cache).items() if s[:2] == "48")
     for shard in m["shards"]:
         assert shard["path"].startswith(f"{shard['split']}/part-")
-        assert C.shard_digest(C.pafs.LocalFileSystem(), str(cache / shard["path"])) == (
+        assert S.shard_digest(pafs.LocalFileSystem(), str(cache / shard["path"])) == (
             shard["sha256"], shard["bytes"],
         )  # fmt: skip
     assert m["frames_per_s"] > 0 and m["build_seconds"] > 0
@@ -212,14 +222,16 @@ def test_manifest_describes_counts_and_shards(built) -> None:
 def test_second_build_is_reused_instantly(built, capsys) -> None:
     root, cache, result = built
     start = time.perf_counter()
-    code = C.main(["build", str(root), "--out", str(cache), "--size", "32x16", "--max-frames", "4"])
+    code = cache_main(
+        ["build", str(root), "--out", str(cache), "--size", "32x16", "--max-frames", "4"]
+    )
     assert code == 0 and time.perf_counter() - start < 5
     out = capsys.readouterr().out
     assert f"reusing cache {cache} (fingerprint {result.manifest['fingerprint'][:12]}" in out
     again = build(root, cache)
     assert again.reused and again.manifest == result.manifest
     quiet = ["build", str(root), "--out", str(cache), "--size", "32x16", "--max-frames", "4"]
-    assert C.main([*quiet, "--no-progress"]) == 0
+    assert cache_main([*quiet, "--no-progress"]) == 0
     line = capsys.readouterr().out.strip()  # no bar or notes, the summary still there
     assert line.startswith(
         f"cache {cache} reused (same fingerprint): {result.manifest['sequences']} sequences"
@@ -232,13 +244,14 @@ def test_fingerprint_changes_with_files_and_parameters(tmp_path) -> None:
         _image(root / "4" / f"t{t}" / "s1" / "f1.jpg", "RGB", (20, 10), t)
 
     def fp(**kw) -> str:
-        args = {"size": SIZE, "max_frames": 4, "split_seed": 42, "numbers": None, **kw}
-        return C.make_plan(root, **args).fingerprint
+        return make_plan(
+            DataConfig(**{"root": str(root), "size": SIZE, "max_frames": 4, **kw})
+        ).fingerprint
 
     base = fp()
     assert fp() == base
     changed = {
-        fp(size=(32, 17)), fp(max_frames=5), fp(split_seed=1), fp(numbers=["4"]),
+        fp(size=(32, 17)), fp(max_frames=5), fp(split_seed=1), fp(numbers=("4",)),
     }  # fmt: skip
     assert base not in changed and len(changed) == 4
     target = root / "4" / "t1" / "s1" / "f1.jpg"
@@ -259,7 +272,7 @@ def test_changed_data_rebuilds_and_replaces(ray_session, tmp_path) -> None:
     second = build(root, tmp_path / "c")
     assert not second.reused and second.manifest["fingerprint"] != first.manifest["fingerprint"]
     assert second.manifest["frames"] == first.manifest["frames"] + 1
-    assert C.verify_cache(tmp_path / "c")["fingerprint"] == second.manifest["fingerprint"]
+    assert S.verify_cache(tmp_path / "c")["fingerprint"] == second.manifest["fingerprint"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "data"]  # no leftovers
     forced = build(root, tmp_path / "c", force=True)
     assert not forced.reused and forced.manifest["created"] >= second.manifest["created"]
@@ -272,13 +285,13 @@ def test_a_failed_build_leaves_no_cache(ray_session, tmp_path, monkeypatch) -> N
         assert any(tmp.glob("*/part-*.parquet"))  # the shards were written
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(C, "_describe_shards", boom)
+    monkeypatch.setattr(B, "describe_shards", boom)
     with pytest.raises(KeyboardInterrupt):
         build(root, tmp_path / "c")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
     monkeypatch.undo()
     assert not build(root, tmp_path / "c").reused
-    assert C.verify_cache(tmp_path / "c")["sequences"] == 9
+    assert S.verify_cache(tmp_path / "c")["sequences"] == 9
 
 
 def test_a_killed_build_leaves_nothing_that_looks_valid(ray_session, tmp_path) -> None:
@@ -298,12 +311,12 @@ def test_a_killed_build_leaves_nothing_that_looks_valid(ray_session, tmp_path) -
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    with pytest.raises(C.CacheError, match="not a cache"):
-        C.verify_cache(out)
-    leftovers = C._leftovers(str(out))
+    with pytest.raises(S.CacheError, match="not a cache"):
+        S.verify_cache(out)
+    leftovers = S.leftovers(str(out))
     assert len(leftovers) == 1 and ".tmp-" in leftovers[0]
     result = build(root, out)
-    assert not result.reused and C.verify_cache(out)["sequences"] == 9
+    assert not result.reused and S.verify_cache(out)["sequences"] == 9
 
 
 def test_two_concurrent_builds_of_one_cache(ray_session, tmp_path) -> None:
@@ -319,43 +332,43 @@ def test_two_concurrent_builds_of_one_cache(ray_session, tmp_path) -> None:
     assert [p.returncode for p in procs] == [0, 0], [e.decode()[-2000:] for _, e in outputs]
     lines = sorted(o.decode().strip().splitlines()[-1] for o, _ in outputs)
     assert all(line.startswith(f"cache {out} ") for line in lines)
-    assert C.verify_cache(out)["sequences"] == 9
+    assert S.verify_cache(out)["sequences"] == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "data"]  # no leftovers
 
 
 def test_verify_catches_a_flipped_byte_and_a_missing_shard(built, tmp_path, capsys) -> None:
     _, cache, result = built
-    assert C.verify_cache(cache) == result.manifest
-    assert C.main(["verify", str(cache)]) == 0
+    assert S.verify_cache(cache) == result.manifest
+    assert cache_main(["verify", str(cache)]) == 0
     copy = Path(shutil.copytree(cache, tmp_path / "copy"))
     shard = result.manifest["shards"][0]["path"]
     data = bytearray((copy / shard).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (copy / shard).write_bytes(bytes(data))
-    with pytest.raises(C.CacheError, match=f"shard {shard} fails its sha256"):
-        C.verify_cache(copy)
+    with pytest.raises(S.CacheError, match=f"shard {shard} fails its sha256"):
+        S.verify_cache(copy)
     capsys.readouterr()
-    assert C.main(["verify", str(copy)]) == 2
+    assert cache_main(["verify", str(copy)]) == 2
     err = capsys.readouterr().err
     assert shard in err and "--force" in err
-    C.verify_cache(copy, quick=True)  # same size: only the full check sees it
+    S.verify_cache(copy, quick=True)  # same size: only the full check sees it
     (copy / shard).unlink()
-    with pytest.raises(C.CacheError, match=f"shard {shard} is missing"):
-        C.verify_cache(copy, quick=True)
+    with pytest.raises(S.CacheError, match=f"shard {shard} is missing"):
+        S.verify_cache(copy, quick=True)
     (copy / "manifest.json").unlink()
-    with pytest.raises(C.CacheError, match="not a cache"):
-        C.verify_cache(copy)
+    with pytest.raises(S.CacheError, match="not a cache"):
+        S.verify_cache(copy)
 
 
 def test_concurrent_build_uses_the_identical_cache_already_installed(built, tmp_path) -> None:
     _, cache, result = built
     dest = Path(shutil.copytree(cache, tmp_path / "c"))
     loser = Path(shutil.copytree(cache, tmp_path / "c.tmp-loser"))
-    other = C._install_local(loser, dest, result.manifest["fingerprint"], force=False)
+    other = S.install_local(loser, dest, result.manifest["fingerprint"], force=False)
     assert other == result.manifest and not loser.exists()
     newer = Path(shutil.copytree(cache, tmp_path / "c.tmp-newer"))
     (newer / "marker").write_text("x")
-    assert C._install_local(newer, dest, "another fingerprint", force=False) is None
+    assert S.install_local(newer, dest, "another fingerprint", force=False) is None
     assert (dest / "marker").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
 
@@ -364,7 +377,7 @@ def test_uri_storage(built, tmp_path) -> None:
     uri = f"file://{tmp_path}/remote"
     result = build(root, uri)
     assert not result.reused and (tmp_path / "remote" / "manifest.json").exists()
-    assert C.verify_cache(uri)["fingerprint"] == local.manifest["fingerprint"]
+    assert S.verify_cache(uri)["fingerprint"] == local.manifest["fingerprint"]
     ours = {s["path"]: s["sha256"] for s in result.manifest["shards"]}
     assert ours == {s["path"]: s["sha256"] for s in local.manifest["shards"]}  # deterministic
     assert build(root, uri).reused
@@ -373,18 +386,29 @@ def test_uri_storage(built, tmp_path) -> None:
 
 def test_bad_arguments_are_user_errors(built, tmp_path) -> None:
     root = built[0]
-    with pytest.raises(C.CacheError, match="max_frames"):
-        C.build_cache(root, tmp_path / "c", max_frames=0, progress=False)
-    assert C.main(["build", str(root), "--out", str(tmp_path / "c"), "--size", "9"]) == 2
-    assert C.main(["build", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert cache_main(["build", str(root), "--out", str(tmp_path / "c"), "--size", "9"]) == 2
+    assert cache_main(["build", str(root), "--out", str(tmp_path / "c"), "--max-frames", "0"]) == 2
+    assert cache_main(["build", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
     precious = tmp_path / "precious"
     (precious / "notes.txt").parent.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(C.CacheError, match="not a cache"):
+    with pytest.raises(S.CacheError, match="not a cache"):
         build(root, precious)
     assert (precious / "notes.txt").read_text() == "keep me"
 
 
-def test_ray_workers_import_the_cache_without_torch() -> None:
-    code = "import sys, jersey_ray.cache; sys.exit('torch' in sys.modules)"
+def test_cache_names_follow_the_data_config(tmp_path) -> None:
+    base = DataConfig(root=str(tmp_path / "data"), size=SIZE, max_frames=4)
+    name = cache_name(base)
+    assert name.startswith("data-32x16-f4-s42-") and cache_name(base) == name
+    others = {
+        cache_name(DataConfig(**{**to_dict(base), **change}))
+        for change in ({"numbers": ["4"]}, {"split_seed": 1}, {"size": [32, 17]},
+                       {"split": "heldout"}, {"root": str(tmp_path / "elsewhere")})
+    }  # fmt: skip
+    assert name not in others and len(others) == 5
+
+
+def test_ray_workers_import_the_cache_decoder_without_torch() -> None:
+    code = "import sys, jersey_ray.cache.decode; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 from fake_runs import FakeTrial, standard_run, write_sweep, write_trial
 
-from jersey_ray import collect, metrics, reference, runs, tables
-from jersey_ray.runs import choose_on_validation, read_run
-from jersey_ray.stats import t_quantile
+from jersey_ray import metrics
+from jersey_ray.results import collect, reference, runs, tables
+from jersey_ray.results.__main__ import main as collect_main
+from jersey_ray.results.runs import choose_on_validation, read_run
+from jersey_ray.results.stats import t_quantile
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def test_run_reader_names_match_metrics_and_import_no_torch() -> None:
         metrics.BEST_VAL_ACC_NUMBER,
     )
     code = (
-        "import sys, jersey_ray.runs; assert 'jersey_ray.metrics' in sys.modules; "
+        "import sys, jersey_ray.results.runs; assert 'jersey_ray.metrics' in sys.modules; "
         "sys.exit('torch' in sys.modules or 'ray' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
@@ -236,7 +238,7 @@ def _scheduler_pruned_json(run: Path, searched: list[dict]) -> dict:
     the first configuration reaches rung 1 with 0.8, the second with 0.2 and is pruned."""
     from ray.tune.experiment import Trial as TuneTrial
 
-    from jersey_ray.asha import SeedAwareASHA
+    from jersey_ray.sweep.asha import SeedAwareASHA
 
     class Controller:  # the two controller calls the scheduler makes
         def __init__(self) -> None:
@@ -287,10 +289,10 @@ def test_pruned_json_written_by_the_scheduler_matches(tmp_path: Path) -> None:
 
 
 def test_no_sweep_json_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert collect.main([str(tmp_path)]) == 2
+    assert collect_main([str(tmp_path)]) == 2
     assert "sweep.json not found" in capsys.readouterr().err
     (tmp_path / "sweep.json").write_text("[1, 2")
-    assert collect.main([str(tmp_path)]) == 2
+    assert collect_main([str(tmp_path)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
 
 
@@ -589,7 +591,8 @@ def test_best_configuration_on_validation(collected: tuple[Path, Path, dict]) ->
 def test_analysis_skipped_without_checkpoint_is_a_note(collected: tuple[Path, Path, dict]) -> None:
     _, out, summary = collected
     assert summary["figure_notes"] == [
-        "Analysis figures skipped: no checkpoint_*/best.pt in `seq_ugru_fs-seed42`."
+        "Analysis figures skipped: no checkpoint_*/best.pt in `seq_ugru_fs-seed42` (the trial "
+        "chosen on validation)"
     ]
     assert "Analysis figures skipped" in (out / "table.md").read_text()
 
@@ -610,7 +613,7 @@ def test_results_index(collected: tuple[Path, Path, dict]) -> None:
 def test_cli_default_out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     run = standard_run(tmp_path / "runs" / "a")
     monkeypatch.chdir(tmp_path)
-    assert collect.main([str(run)]) == 0
+    assert collect_main([str(run)]) == 0
     assert "5 configurations, 9 finished trials, 3 failed, 2 skipped inputs" in (
         capsys.readouterr().out
     )

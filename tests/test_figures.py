@@ -9,8 +9,8 @@ import pytest
 from fake_runs import standard_run
 from matplotlib.image import imread
 
-from jersey_ray import collect, figures
-from jersey_ray.figures import Mistake
+from jersey_ray.results import collect, figures
+from jersey_ray.results.figures import Mistake
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -53,9 +53,11 @@ def test_collect_writes_the_phase_figures(tmp_path: Path) -> None:
 
 
 def test_confusion_counts_by_hand() -> None:
+    from jersey_ray.metrics import confusion
+
     true = np.array([0, 0, 1, 10])
     pred = np.array([0, 1, 1, 0])
-    counts = figures.confusion_counts(true, pred, 11)
+    counts = confusion(true, pred, 11)
     assert counts.shape == (11, 11)
     assert counts[0, 0] == 1 and counts[0, 1] == 1 and counts[1, 1] == 1 and counts[10, 0] == 1
     assert counts.sum() == 4
@@ -65,9 +67,12 @@ def test_confusion_figure(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     tens = rng.integers(0, 11, 50)
     ones = rng.integers(0, 10, 50)
-    path = figures.confusion_figure(
-        (tens, np.where(rng.random(50) < 0.8, tens, 10)),
-        (ones, np.where(rng.random(50) < 0.8, ones, 8)),
+    path = figures.confusion_png(
+        {"tens": tens, "ones": ones},
+        {
+            "tens": np.where(rng.random(50) < 0.8, tens, 10),
+            "ones": np.where(rng.random(50) < 0.8, ones, 8),
+        },
         tmp_path / "confusion.png",
         title="model X, seed 42 (chosen on validation)",
     )
@@ -140,24 +145,29 @@ def test_split():
 
 
 @pytest.mark.parametrize(
-    ("model_id", "sequence", "attention"),
-    [("attn_bgru_luong", True, True), ("basic_r18", False, False)],
+    ("model_id", "attention", "legacy"),
+    [("attn_bgru_luong", True, False), ("basic_r18", False, False), ("seq_ugru_fs", False, True)],
 )
-def test_load_checkpoint_and_predict(
-    tmp_path: Path, test_split, model_id: str, sequence: bool, attention: bool
+def test_load_model_and_evaluate(
+    tmp_path: Path, test_split, model_id: str, attention: bool, legacy: bool
 ) -> None:
+    """The one checkpoint loader and the one evaluation loop (old single-config checkpoints
+    load too, so old run folders still collect)."""
     import torch
-    from fake_runs import write_checkpoint
+    from fake_runs import TINY_SIZE, write_checkpoint
 
-    from jersey_ray.predict import load_checkpoint, predict
+    from jersey_ray.train.checkpoint import load_model
+    from jersey_ray.train.evaluate import evaluate
 
-    path = write_checkpoint(tmp_path, model_id)
-    model, cfg, ckpt = load_checkpoint(path)
-    assert (cfg.model, ckpt["epoch"], model.training) == (model_id, 2, False)
-    full = predict(model, test_split, sequence=sequence, attention=attention, device="cpu")
-    small = predict(
-        model, test_split, sequence=sequence, attention=attention, batch_size=2, device="cpu"
-    )
+    path = write_checkpoint(tmp_path, model_id, legacy=legacy)
+    trained = load_model(path)
+    assert (trained.train.model, trained.checkpoint["epoch"]) == (model_id, 2)
+    assert trained.model.training is False and trained.data.size == TINY_SIZE
+    full = evaluate(trained.model, test_split, batch_size=256, keep=True)
+    small = evaluate(trained.model, test_split, batch_size=2, keep=True)
+    assert full.metrics == pytest.approx(small.metrics)  # batch-independent
+    assert set(full.metrics) == {"test_loss", "test_acc_number", "test_acc_tens", "test_acc_ones"}
+    full, small = full.predictions, small.predictions
     assert full.tens_prob.shape == (7, 11) and full.ones_prob.shape == (7, 10)
     assert torch.allclose(full.tens_prob.sum(1), torch.ones(7), atol=1e-5)
     assert torch.allclose(full.tens_prob, small.tens_prob, atol=1e-5)  # batch-independent
@@ -177,7 +187,7 @@ def test_load_checkpoint_bad_files_are_user_errors(tmp_path: Path) -> None:
     from fake_runs import write_checkpoint
 
     from jersey_ray.errors import UserError
-    from jersey_ray.predict import load_checkpoint
+    from jersey_ray.train.checkpoint import load_model as load_checkpoint
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -196,7 +206,7 @@ def test_collect_writes_the_analysis_figures_of_the_val_choice(
 ) -> None:
     from fake_runs import write_checkpoint
 
-    from jersey_ray import loader
+    from jersey_ray.cache import loader
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -230,7 +240,7 @@ def test_analysis_size_mismatch_is_a_note(
 
     from fake_runs import write_checkpoint
 
-    from jersey_ray import loader
+    from jersey_ray.cache import loader
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -240,6 +250,7 @@ def test_analysis_size_mismatch_is_a_note(
     summary = collect.collect(run, tmp_path / "results" / "phaseA")
     assert len(summary["figures"]) == 2
     assert "was trained on (32, 16) frames but the cache" in summary["figure_notes"][0]
+    assert "(64, 32)" in summary["figure_notes"][0]
 
 
 @pytest.fixture(scope="module")
@@ -247,14 +258,16 @@ def real_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic data set through the real cache builder (Ray Data, started once)."""
     import ray
 
-    from jersey_ray.cache import build_cache
+    from jersey_ray.cache.build import build_cache
+    from jersey_ray.config import DataConfig
     from jersey_ray.data.synth import generate
 
     root = tmp_path_factory.mktemp("cache")
     generate(root / "data", sequences=40, size=(32, 16), frames=(2, 4), workers=1, progress=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        build_cache(root / "data", root / "cache", size=(32, 16), max_frames=4, progress=False)
+        data = DataConfig(root=str(root / "data"), size=(32, 16), max_frames=4)
+        build_cache(data, root / "cache", progress=False)
     finally:
         ray.shutdown()
     return root / "cache"

@@ -11,9 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from jersey_ray import augment as A
-from jersey_ray.cache import CacheError, build_cache, read_manifest
-from jersey_ray.loader import iter_batches, load_split
+from jersey_ray.cache import augment as A
+from jersey_ray.cache.build import build_cache
+from jersey_ray.cache.loader import iter_batches, load_split
+from jersey_ray.cache.store import CacheError, data_config, read_manifest
+from jersey_ray.config import DataConfig
 
 ray = pytest.importorskip("ray")
 
@@ -38,7 +40,8 @@ def cache(tmp_path_factory) -> Path:
                 name = "anchor.png" if f == n // 2 else f"f{f}.png"  # anchor not first in time
                 Image.fromarray(rng.integers(0, 256, (40, 20, 3), dtype=np.uint8)).save(seq / name)
         out = base / "cache"
-        build_cache(base / "data", out, size=SIZE, max_frames=MAX_FRAMES, progress=False)
+        data = DataConfig(root=str(base / "data"), size=SIZE, max_frames=MAX_FRAMES)
+        build_cache(data, out, progress=False)
         return out
     finally:
         if started:
@@ -76,7 +79,7 @@ def test_split_tensors(cache, train) -> None:
     assert train.frames.is_pinned() == torch.cuda.is_available()  # no CUDA driver: plain memory
     assert train.lengths.tolist() == [len(s) for s in stored]
     assert train.offsets.tolist() == [0, *torch.cumsum(train.lengths, 0)[:-1].tolist()]
-    assert (train.anchor == 0).all() and train.tens.dtype == torch.int64
+    assert train.tens.dtype == torch.int64
     for i, frames in enumerate(stored):
         o, n = int(train.offsets[i]), int(train.lengths[i])
         assert torch.equal(train.frames[o : o + n], torch.from_numpy(frames))
@@ -89,7 +92,7 @@ def test_split_tensors(cache, train) -> None:
 
 def test_sequence_batches_pack_the_real_frames(cache, train) -> None:
     stored = _stored(cache, "train")
-    batches = list(iter_batches(train, 3, sequence=True, shuffle=False))
+    batches = list(iter_batches(train, 3, shuffle=False))
     assert [len(b.index) for b in batches] == [3] * (len(train) // 3) + (
         [len(train) % 3] if len(train) % 3 else []
     )  # drop_last is False
@@ -106,11 +109,21 @@ def test_sequence_batches_pack_the_real_frames(cache, train) -> None:
         assert torch.equal(b.tens, train.tens[b.index]) and torch.equal(b.ones, train.ones[b.index])
 
 
+def test_capped_batches_hold_the_first_frames(cache, train) -> None:
+    stored = _stored(cache, "train")
+    for b in iter_batches(train, 5, frames=2, shuffle=False):
+        lengths = train.lengths[b.index].clamp(max=2)
+        assert b.mask.sum(1).tolist() == lengths.tolist() and b.mask.shape[1] <= 2
+        expected = np.concatenate([stored[i][:2] for i in b.index.tolist()])
+        assert torch.equal(_uint8(b.frames), torch.from_numpy(expected))
+
+
 def test_phase0_batches_hold_the_anchors(cache, train) -> None:
     stored = _stored(cache, "train")
     seen = []
-    for b in iter_batches(train, 4, sequence=False, shuffle=False):
-        assert b.mask is None and b.frames.shape == (len(b.index), 3, *SIZE)
+    for b in iter_batches(train, 4, frames=1, shuffle=False):
+        assert b.frames.shape == (len(b.index), 3, *SIZE)
+        assert b.mask.shape == (len(b.index), 1) and b.mask.all()
         assert b.n_frames == len(b.index)
         anchors = np.stack([stored[i][0] for i in b.index.tolist()])
         assert torch.equal(_uint8(b.frames), torch.from_numpy(anchors))
@@ -120,10 +133,10 @@ def test_phase0_batches_hold_the_anchors(cache, train) -> None:
 
 def test_anchor_is_the_anchor_file(cache, train) -> None:
     """The anchor file is stored first although it sits mid-sequence in time."""
-    root = Path(read_manifest(cache)["root"])
+    root = Path(data_config(read_manifest(cache)).root)
     i = next(k for k in range(len(train)) if train.lengths[k] >= 3)
     anchor = np.asarray(Image.open(root / train.seq_id[i] / "anchor.png").convert("RGB"))
-    o = int(train.offsets[i] + train.anchor[i])
+    o = int(train.offsets[i])
     # 40x20 letterboxed to 32x16: bilinear downscale of the anchor, never of another frame
     resized = np.asarray(Image.fromarray(anchor).resize((16, 32), Image.BILINEAR))
     assert np.array_equal(train.frames[o].numpy(), resized)
@@ -133,7 +146,7 @@ def test_shuffle_is_seeded_and_covers_every_sequence_once(train) -> None:
     def order(seed: int, epochs: int = 1) -> list[list[int]]:
         gen = torch.Generator().manual_seed(seed)
         return [
-            [i for b in iter_batches(train, 4, sequence=True, shuffle=True, generator=gen)
+            [i for b in iter_batches(train, 4, shuffle=True, generator=gen)
              for i in b.index.tolist()]
             for _ in range(epochs)
         ]  # fmt: skip
@@ -148,12 +161,12 @@ def test_shuffle_is_seeded_and_covers_every_sequence_once(train) -> None:
 def test_train_mode_augments_with_a_seeded_generator(train) -> None:
     def frames(seed: int) -> torch.Tensor:
         batches = iter_batches(
-            train, 64, sequence=True, shuffle=False, augment=True,
+            train, 64, shuffle=False, augment=True,
             aug_generator=torch.Generator().manual_seed(seed),
         )  # fmt: skip
         return torch.cat([b.frames for b in batches])
 
-    plain = torch.cat([b.frames for b in iter_batches(train, 64, sequence=True, shuffle=False)])
+    plain = torch.cat([b.frames for b in iter_batches(train, 64, shuffle=False)])
     a, b, c = frames(0), frames(0), frames(1)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == plain.shape and (a - plain).abs().mean() > 0.05
@@ -165,8 +178,7 @@ def test_other_splits_and_uri(cache) -> None:
         data = load_split(cache, split, "cpu")
         assert len(data) == read_manifest(cache)["counts"]["splits"][split]["sequences"]
         assert (
-            sum(b.n_frames for b in iter_batches(data, 64, sequence=True, shuffle=False))
-            == (data.frames.shape[0])
+            sum(b.n_frames for b in iter_batches(data, 64, shuffle=False)) == (data.frames.shape[0])
         )
     via_uri = load_split(f"file://{cache}", "val", "cpu")
     assert torch.equal(via_uri.frames, load_split(cache, "val", "cpu").frames)

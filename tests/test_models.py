@@ -17,10 +17,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from jersey_ray.errors import UserError
 from jersey_ray.models import (
     REGISTRY,
+    ModelOutput,
     WeightsError,
     build_model,
     count_params,
     get_spec,
+    protocol,
 )
 from jersey_ray.models.__main__ import main as models_main
 from jersey_ray.models.attention import TopKPool, fill_padding
@@ -28,8 +30,8 @@ from jersey_ray.models.recurrent import LengthAwareRNN
 
 H, W = 32, 16
 IDS = list(REGISTRY)
-SEQUENCE = [i for i in IDS if REGISTRY[i].sequence]
-ATTENTION = [i for i in IDS if REGISTRY[i].attention]
+SEQUENCE = [i for i in IDS if REGISTRY[i].phase != "phase0"]
+ATTENTION = [i for i in IDS if REGISTRY[i].phase == "phaseB"]
 LITE0_PARAMS = 3_397_909  # timm efficientnet_lite0 without classifier (3,371,008) + heads 26,901
 
 
@@ -51,6 +53,17 @@ def frames_for(lengths: list[int], t: int | None = None, seed: int = 1) -> torch
     return torch.randn(*mask.shape, 3, H, W, generator=g)
 
 
+def batch(lengths: list[int], t: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch every model takes: packed real frames and the mask."""
+    mask = prefix_mask(lengths, t)
+    return frames_for(lengths, t)[mask], mask
+
+
+def tensors(out: ModelOutput) -> list[torch.Tensor]:
+    """The output's tensors (weights only where the model has them)."""
+    return [x for x in out if x is not None]
+
+
 # --- registry ------------------------------------------------------------------------------
 
 
@@ -66,11 +79,10 @@ def test_registry_ids_phases_and_names():
     for mid, spec in REGISTRY.items():
         assert spec.id == mid
         phase = {"basic": "phase0", "seq": "phaseA", "attn": "phaseB"}[mid.split("_")[0]]
-        assert (spec.phase, spec.sequence, spec.attention) == (
-            phase,
-            phase != "phase0",
-            phase == "phaseB",
-        )
+        assert spec.phase == phase
+        assert model(mid).input_frames == (1 if phase == "phase0" else None)
+        scheme = "uniform" if phase == "phase0" else "discriminative"
+        assert protocol(mid) == {"lr_scheme": scheme}
         assert spec.description and "\n" not in spec.description
         if mid.endswith("_mp"):
             assert "mean pool" in spec.display and "mean" in spec.description
@@ -97,7 +109,7 @@ def test_param_count_equals_report(model_id):
 
 
 def test_report_params_are_the_report_tables():
-    table = resources.files("jersey_ray").joinpath("report_tables.csv").read_text("utf-8")
+    table = resources.files("jersey_ray.results").joinpath("report_tables.csv").read_text("utf-8")
     report = {row["model_id"]: int(row["params"]) for row in csv.DictReader(table.splitlines())}
     assert report == {mid: spec.report_params for mid, spec in REGISTRY.items()}
 
@@ -136,7 +148,7 @@ def test_param_groups_cover_every_parameter_once(model_id):
     assert len(ids) == len(set(ids)), "a parameter is in two groups"
     assert set(ids) == {id(p) for p in m.parameters() if p.requires_grad}
     assert len(groups["heads"]) == 4
-    assert bool(groups["temporal"]) == REGISTRY[model_id].sequence
+    assert bool(groups["temporal"]) == (model_id in SEQUENCE)
     if model_id.endswith("_hc"):
         assert any(p is m.pool.temperature for p in groups["temporal"])
 
@@ -148,45 +160,50 @@ def test_param_groups_cover_every_parameter_once(model_id):
 def test_forward_backward_variable_lengths(model_id):
     m = model(model_id).train()
     m.zero_grad(set_to_none=True)
-    lengths = [3, 1, 4]
-    mask = prefix_mask(lengths)
-    if REGISTRY[model_id].sequence:
-        out = m(frames_for(lengths)[mask], mask)
+    out = m(*batch([3, 1, 4]))
+    assert isinstance(out, ModelOutput)
+    assert (out.tens.shape, out.ones.shape) == ((3, 11), (3, 10))
+    if model_id in ATTENTION:
+        assert out.weights.shape == (3, 4)
     else:
-        out = m(torch.randn(3, 3, H, W))
-    assert [o.shape for o in out[:2]] == [(3, 11), (3, 10)]
-    assert len(out) == (3 if REGISTRY[model_id].attention else 2)
-    if REGISTRY[model_id].attention:
-        assert out[2].shape == (3, 4)
-    (out[0].logsumexp(1).sum() + out[1].logsumexp(1).sum()).backward()
+        assert out.weights is None
+    (out.tens.logsumexp(1).sum() + out.ones.logsumexp(1).sum()).backward()
     for name, p in m.named_parameters():
         assert p.grad is not None, f"{name} gets no gradient"
         assert torch.isfinite(p.grad).all(), name
-    if REGISTRY[model_id].sequence:
-        assert all(p.grad.abs().sum() > 0 for p in m.param_groups()["temporal"])
+    # A softmax ignores a shift shared by all its inputs: a bias that only shifts every frame's
+    # score has a true gradient of exactly 0 (a float result is 0 or a rounding residue).
+    pool = getattr(m, "pool", None)
+    blind = {f"pool.{n}" for n in getattr(pool, "shift_invariant", ())}
+    named = dict(m.named_parameters())
+    for name in blind:
+        assert named[name].grad.abs().max() < 1e-6, f"{name} should not see the loss"
+    temporal = [n for n in named if not n.startswith(("backbone.", "heads.")) and n not in blind]
+    for name in temporal if model_id in SEQUENCE else []:
+        assert named[name].grad.abs().sum() > 0, f"{name} gets a zero gradient"
+
+
+def test_shift_invariant_parameters_are_declared_where_they_exist():
+    assert model("attn_bgru_gate").pool.shift_invariant == ("gate_mlp.2.bias",)
+    assert model("attn_ugru_hc").pool.shift_invariant == ("score_mlp.2.bias",)
+    assert model("attn_bgru_luong").pool.shift_invariant == ("attn_key.bias",)
+    assert model("attn_bgru_bahdanau").pool.shift_invariant == ()
 
 
 @pytest.mark.parametrize("model_id", SEQUENCE)
 def test_length_one_sequences_are_finite(model_id):
     m = model(model_id).eval()
-    mask = prefix_mask([1, 1])
     with torch.no_grad():
-        out = m(frames_for([1, 1])[mask], mask)
-    assert all(torch.isfinite(o).all() for o in out)
-    if REGISTRY[model_id].attention:
-        assert torch.equal(out[2], torch.ones(2, 1))
+        out = m(*batch([1, 1]))
+    assert all(torch.isfinite(o).all() for o in tensors(out))
+    if model_id in ATTENTION:
+        assert torch.equal(out.weights, torch.ones(2, 1))
 
 
 @pytest.mark.parametrize("model_id", IDS)
 def test_eval_output_is_independent_of_the_batch(model_id):
+    """Padded or packed, alone or beside longer and shorter neighbours: the same outputs."""
     m = model(model_id).eval()
-    if not REGISTRY[model_id].sequence:
-        images = torch.randn(4, 3, H, W)
-        with torch.no_grad():
-            alone, batch = m(images[1:2]), m(images)
-        for a, b in zip(alone, batch, strict=True):
-            torch.testing.assert_close(a[0], b[1], atol=1e-5, rtol=1e-5)
-        return
     lengths = [5, 3, 1]
     mask = prefix_mask(lengths, t=7)  # longer and shorter neighbours, plus all-padding steps
     frames = frames_for(lengths, t=7)
@@ -194,12 +211,26 @@ def test_eval_output_is_independent_of_the_batch(model_id):
         padded = m(frames, mask)
         packed = m(frames[mask], mask)
         alone = [m(frames[i : i + 1, :n], mask[i : i + 1, :n]) for i, n in enumerate(lengths)]
-    for a, b in zip(padded, packed, strict=True):
+    for a, b in zip(tensors(padded), tensors(packed), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     for i, n in enumerate(lengths):
-        for k, (a, b) in enumerate(zip(alone[i], padded, strict=True)):
+        for k, (a, b) in enumerate(zip(tensors(alone[i]), tensors(padded), strict=True)):
             expected = b[i, :n] if k == 2 else b[i]
             torch.testing.assert_close(a[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_single_frame_models_read_the_anchor_only():
+    m = model("basic_r18").eval()
+    frames, mask = batch([3, 1, 2])
+    starts = [0, 3, 4]  # each sequence's first packed frame
+    with torch.no_grad():
+        full = m(frames, mask)
+        anchors = m(frames[starts], torch.ones(3, 1, dtype=torch.bool))
+        other = frames.clone()
+        other[[1, 2, 5]] = 0  # change every non-anchor frame
+        changed = m(other, mask)
+    torch.testing.assert_close(full.tens, anchors.tens)
+    torch.testing.assert_close(full.tens, changed.tens)
 
 
 # --- attention -----------------------------------------------------------------------------
@@ -211,7 +242,7 @@ def test_attention_weights_are_masked_and_normalised(model_id):
     lengths = [6, 2, 1, 4]
     mask = prefix_mask(lengths)
     with torch.no_grad():
-        weights = m(frames_for(lengths)[mask], mask)[2]
+        weights = m(frames_for(lengths)[mask], mask).weights
     assert weights.dtype == torch.float32
     assert torch.equal(weights[~mask], torch.zeros(int((~mask).sum())))
     torch.testing.assert_close(weights.sum(1), torch.ones(4))
@@ -366,37 +397,28 @@ def test_lite0_imagenet_weights_never_touch_the_network(tmp_path, monkeypatch):
 )
 def test_autocast_forward(model_id, dtype):
     m = model(model_id).eval()
-    lengths = [2, 1]
-    mask = prefix_mask(lengths)
-    inputs = (
-        (frames_for(lengths)[mask], mask)
-        if REGISTRY[model_id].sequence
-        else (torch.randn(2, 3, H, W),)
-    )
+    inputs = batch([2, 1])
     with torch.no_grad():
         ref = m(*inputs)
         with torch.autocast("cpu", dtype=dtype):
             out = m(*inputs)
-    for a, b in zip(out, ref, strict=True):
+    for a, b in zip(tensors(out), tensors(ref), strict=True):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a.float(), b, atol=0.15, rtol=0.1)
-    if REGISTRY[model_id].attention:
-        torch.testing.assert_close(out[2].sum(1), torch.ones(2))
+    if model_id in ATTENTION:
+        torch.testing.assert_close(out.weights.sum(1), torch.ones(2))
 
 
 @pytest.mark.parametrize("model_id", ["basic_mv3s", "seq_blstm_mp", "attn_bgru_luong"])
 def test_channels_last_gives_the_same_outputs(model_id):
     m = model(model_id).eval()
-    lengths = [3, 2]
-    mask = prefix_mask(lengths)
-    frames = frames_for(lengths)[mask] if REGISTRY[model_id].sequence else torch.randn(2, 3, H, W)
-    args = (mask,) if REGISTRY[model_id].sequence else ()
+    frames, mask = batch([3, 2])
     with torch.no_grad():
-        ref = m(frames, *args)
+        ref = m(frames, mask)
         m.to(memory_format=torch.channels_last)
-        out = m(frames.contiguous(memory_format=torch.channels_last), *args)
+        out = m(frames.contiguous(memory_format=torch.channels_last), mask)
         m.to(memory_format=torch.contiguous_format)
-    for a, b in zip(out, ref, strict=True):
+    for a, b in zip(tensors(out), tensors(ref), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -429,7 +451,7 @@ class ForbidHostSync(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("model_id", SEQUENCE)
+@pytest.mark.parametrize("model_id", IDS)
 def test_packed_forward_and_backward_never_sync(model_id):
     m = model(model_id).train()
     lengths = [3, 1, 2]
@@ -437,9 +459,10 @@ def test_packed_forward_and_backward_never_sync(model_id):
     frames = frames_for(lengths)[mask]
     with ForbidHostSync():
         out = m(frames, mask)
-        (out[0].sum() + out[1].sum()).backward()
-    with ForbidHostSync(), pytest.raises(AssertionError, match="host sync"):
-        m(frames_for(lengths), mask)  # the padded convenience path does sync (boolean index)
+        (out.tens.sum() + out.ones.sum()).backward()
+    if model_id in SEQUENCE:
+        with ForbidHostSync(), pytest.raises(AssertionError, match="host sync"):
+            m(frames_for(lengths), mask)  # the padded convenience path syncs (boolean index)
 
 
 @pytest.mark.parametrize("model_id", ["seq_bgru_mp", "attn_bgru_hc"])
@@ -453,8 +476,8 @@ def test_torch_compile_full_graph(model_id):
     torch._dynamo.reset()
     with torch._dynamo.config.patch(allow_rnn=True):
         out = torch.compile(m, fullgraph=True, backend="aot_eager")(frames, mask)
-        out[0].sum().backward()
-    for a, b in zip(out, eager, strict=True):
+        out.tens.sum().backward()
+    for a, b in zip(tensors(out), tensors(eager), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert all(p.grad is not None for p in m.param_groups()["backbone"])
 
@@ -472,7 +495,7 @@ def test_torch_compile_shares_one_graph_across_batch_sizes_at_a_fixed_t():
         for lengths in ([2, 1], [1, 3, 3], [3, 2, 1, 1], [1, 1, 2, 3, 3]):
             mask = prefix_mask(lengths, t=3)
             frames = frames_for(lengths, t=3)[mask]
-            torch.testing.assert_close(compiled(frames, mask), m(frames, mask))
+            torch.testing.assert_close(tensors(compiled(frames, mask)), tensors(m(frames, mask)))
     assert counters["stats"]["unique_graphs"] - graphs == 2
 
 
@@ -489,5 +512,5 @@ def test_torch_jit_script_matches_eager(model_id):
     with torch.no_grad():
         ref = m(padded[mask], mask)
         for frames in (padded[mask], padded):
-            for a, b in zip(scripted(frames, mask), ref, strict=True):
+            for a, b in zip(tensors(scripted(frames, mask)), tensors(ref), strict=True):
                 torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)

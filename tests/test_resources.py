@@ -3,7 +3,7 @@
 import pytest
 
 from jersey_ray.errors import UserError
-from jersey_ray.resources import default_gpu_fraction, plan, trial_bytes
+from jersey_ray.sweep.resources import default_gpu_fraction, plan, trial_bytes
 
 
 def test_gpu_box_fills_every_gpu_slot_with_cpus():

@@ -1,4 +1,4 @@
-"""Statistics over seeds (jersey_ray.stats): known t quantiles and hand-computed examples."""
+"""Statistics over seeds (jersey_ray.results.stats): known t quantiles, hand-computed examples."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from jersey_ray.stats import describe, t_cdf, t_quantile, welch
+from jersey_ray.results.stats import describe, t_cdf, t_quantile, welch
 
 
 @pytest.mark.parametrize(
@@ -72,5 +72,5 @@ def test_welch_zero_variance_and_too_few_values() -> None:
 
 
 def test_stats_imports_no_torch() -> None:
-    code = "import sys, jersey_ray.stats; sys.exit('torch' in sys.modules)"
+    code = "import sys, jersey_ray.results.stats; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

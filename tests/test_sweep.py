@@ -20,7 +20,9 @@ import pytest
 
 from jersey_ray import metrics
 from jersey_ray.data import synth
-from jersey_ray.sweep import load_sweep, main, trial_dirname, trial_name
+from jersey_ray.sweep.__main__ import main
+from jersey_ray.sweep.settings import load_sweep
+from jersey_ray.sweep.tuner import trial_dirname, trial_name
 
 MODELS = "attn_ugru_gate,basic_sv2"
 
@@ -208,8 +210,8 @@ def test_sweeps_are_data_and_trial_names_are_readable():
 
 def test_gpu_share_that_cannot_hold_a_trial_is_refused():
     from jersey_ray.errors import UserError
-    from jersey_ray.resources import Plan
-    from jersey_ray.sweep import check_gpu_share
+    from jersey_ray.sweep.preflight import check_gpu_share
+    from jersey_ray.sweep.resources import Plan
 
     gb = 10**9
     check_gpu_share(Plan(4, 0.25, 4), 15 * gb, (80 * gb, 80 * gb))  # 20 GB share holds 15 GB

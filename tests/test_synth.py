@@ -12,8 +12,14 @@ from PIL import Image
 
 from jersey_ray import __main__ as front_door
 from jersey_ray.data import synth
+from jersey_ray.data.__main__ import main as data_main
 from jersey_ray.errors import UserError
-from jersey_ray.synth import main
+
+
+def main(argv: list[str]) -> int:
+    """``python -m jersey_ray.data synth ...``."""
+    return data_main(["synth", *argv])
+
 
 SMALL = {"size": (48, 24), "frames": (2, 5), "workers": 1, "progress": False}
 FRAME_NAME = re.compile(r"f[1-9][0-9]*\.jpg")
@@ -150,7 +156,9 @@ def test_cli_writes_and_reports(tmp_path, capsys):
         r"synth: 3 sequences, 3 tracks, \d+ frames in .* frames/s\) -> .*", lines[0]
     )
     assert lines[1] == "synth: tracks/sequences per number: 5: 3/3"
-    assert front_door.main(["synth", *argv, "--no-progress", "--seed", "1"]) == 2  # OUT taken
+    assert (
+        front_door.main(["data", "synth", *argv, "--no-progress", "--seed", "1"]) == 2
+    )  # OUT taken
     assert "--force" in capsys.readouterr().err
 
 

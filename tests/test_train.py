@@ -17,11 +17,15 @@ import pytest
 import torch
 
 from jersey_ray import metrics as M
-from jersey_ray import train as T
-from jersey_ray.config import TrainConfig, from_json, replace
+from jersey_ray.cache.loader import SplitData, iter_batches
+from jersey_ray.config import DataConfig, TrainConfig, from_dict, replace, to_dict
 from jersey_ray.errors import UserError
-from jersey_ray.loader import SplitData, iter_batches
 from jersey_ray.models import build_model
+from jersey_ray.train import __main__ as CLI
+from jersey_ray.train import checkpoint as CK
+from jersey_ray.train import loop as L
+from jersey_ray.train import step as ST
+from jersey_ray.train.evaluate import Evaluation
 
 SIZE = (32, 16)
 TIMING = {M.FRAMES_PER_S, M.EPOCH_TIME_S, M.GPU_MEM_GB}
@@ -49,7 +53,6 @@ def tiny_split(split: str, n: int, seed: int) -> SplitData:
         frames=COLOURS[owner][:, None, None, :] + noise,
         offsets=torch.cumsum(lengths, 0) - lengths,
         lengths=lengths,
-        anchor=torch.zeros(n, dtype=torch.long),
         tens=torch.tensor([M.BLANK if len(j) == 1 else int(j[0]) for j in jerseys]),
         ones=torch.tensor([int(j[-1]) for j in jerseys]),
         jersey=jerseys,
@@ -58,14 +61,20 @@ def tiny_split(split: str, n: int, seed: int) -> SplitData:
     )
 
 
+TINY = DataConfig(root="data/root", size=SIZE, max_frames=4, split_seed=7)
+
+
+def trial_data(**splits: SplitData) -> L.TrialData:
+    """Splits made here, as a trial gets them from a cache (with the cache's DataConfig)."""
+    return L.TrialData("tiny-cache", TINY, splits)
+
+
 @pytest.fixture(scope="module")
-def data() -> dict[str, SplitData]:
+def data() -> L.TrialData:
     # 8 training sequences with batch 4: two steps an epoch (BatchNorm needs batches > 1)
-    return {
-        "train": tiny_split("train", 8, 1),
-        "val": tiny_split("val", 6, 2),
-        "test": tiny_split("test", 6, 3),
-    }
+    return trial_data(
+        train=tiny_split("train", 8, 1), val=tiny_split("val", 6, 2), test=tiny_split("test", 6, 3)
+    )
 
 
 def config(**changes) -> TrainConfig:
@@ -73,11 +82,9 @@ def config(**changes) -> TrainConfig:
         model="basic_r18",
         pretrained="none",
         device="cpu",
-        size=SIZE,
         epochs=3,
         batch_size=4,
         eval_batch_size=5,
-        max_frames=4,
     )
     return TrainConfig(**{**base, **changes})
 
@@ -91,9 +98,9 @@ class Stop(Exception):
     pass
 
 
-def stop_after(epoch: int, out: Path) -> T.Reporter:
+def stop_after(epoch: int, out: Path) -> L.Reporter:
     """A reporter that keeps the files like a local run, then dies after ``epoch``."""
-    local = T.LocalReporter(out)
+    local = CK.LocalReporter(out)
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         local(metrics, checkpoint_dir)
@@ -107,7 +114,7 @@ def stop_after(epoch: int, out: Path) -> T.Reporter:
 def straight(tmp_path_factory, data) -> tuple[Path, dict[str, float]]:
     """An uninterrupted 3-epoch attention-model run (discriminative LRs), shared by many tests."""
     out = tmp_path_factory.mktemp("straight")
-    return out, T.train(config(**ATTENTION), data, out)
+    return out, L.train(config(**ATTENTION), data, out)
 
 
 # ---------------------------------------------------------------- protocol pieces
@@ -116,15 +123,15 @@ def straight(tmp_path_factory, data) -> tuple[Path, dict[str, float]]:
 def test_warmup_cosine_by_hand():
     # W = 3 warm-up steps, C = 6 cosine steps
     expected = [1 / 3, 2 / 3, 1.0, 1.0, 0.9330127, 0.75, 0.5, 0.25, 0.0669873, 0.0]
-    got = [T.warmup_cosine(s, 3, 6) for s in range(10)]
+    got = [ST.warmup_cosine(s, 3, 6) for s in range(10)]
     assert got == pytest.approx(expected, abs=1e-7)
-    assert [T.warmup_cosine(s, 4, 0) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]  # C = 0
-    assert T.warmup_cosine(0, 0, 4) == 1.0 and T.warmup_cosine(2, 0, 4) == pytest.approx(0.5)
+    assert [ST.warmup_cosine(s, 4, 0) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]  # C = 0
+    assert ST.warmup_cosine(0, 0, 4) == 1.0 and ST.warmup_cosine(2, 0, 4) == pytest.approx(0.5)
 
 
 def test_scheduler_steps_per_batch_over_every_group():
     cfg = config(model="seq_bgru_mp", lr_scheme="discriminative", epochs=3, batch_size=4)
-    step = T.make_step(cfg, build_model(cfg.model), 10, torch.device("cpu"))  # 3 steps/epoch
+    step = ST.make_step(cfg, build_model(cfg.model), 10, torch.device("cpu"))  # 3 steps/epoch
     seen = []
     for _ in range(9):
         seen.append({g["name"]: g["lr"] for g in step.optimizer.param_groups})
@@ -139,8 +146,8 @@ def test_scheduler_steps_per_batch_over_every_group():
 
 
 def test_steps_per_epoch_keeps_the_last_partial_batch():
-    assert T.steps_per_epoch(128, 64) == 2
-    assert T.steps_per_epoch(129, 64) == 3
+    assert ST.steps_per_epoch(128, 64) == 2
+    assert ST.steps_per_epoch(129, 64) == 3
 
 
 def _ids(groups):
@@ -149,10 +156,10 @@ def _ids(groups):
 
 def test_param_groups_uniform_and_discriminative():
     model = build_model("basic_r18")
-    uniform = T.param_groups(config(lr=2e-3), model)
+    uniform = ST.param_groups(config(lr=2e-3), model)
     assert [(g["name"], g["lr"]) for g in uniform] == [("backbone", 2e-3), ("heads", 2e-3)]
     model = build_model("attn_bgru_gate")
-    groups = T.param_groups(config(lr_scheme="discriminative", lr_temporal=5e-4), model)
+    groups = ST.param_groups(config(lr_scheme="discriminative", lr_temporal=5e-4), model)
     assert [(g["name"], g["lr"]) for g in groups] == [
         ("backbone", 1e-4),
         ("temporal", 5e-4),
@@ -166,10 +173,10 @@ def test_param_groups_refuse_a_missing_parameter():
     model = build_model("basic_r18")
     model.param_groups = lambda: {"backbone": list(model.backbone.parameters()), "heads": []}
     with pytest.raises(ValueError, match="exactly once"):
-        T.param_groups(config(), model)
+        ST.param_groups(config(), model)
 
 
-def _grad_norm(step: T.Step) -> float:
+def _grad_norm(step: ST.Step) -> float:
     return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in step.params])))
 
 
@@ -177,10 +184,10 @@ def _grad_norm(step: T.Step) -> float:
 def test_clipping_bounds_the_global_gradient_norm(data, clip):
     cfg = config(loss_weights=(1e4, 1e4), grad_clip=clip)
     torch.manual_seed(0)
-    step = T.make_step(cfg, build_model(cfg.model), 8, torch.device("cpu"))
+    step = ST.make_step(cfg, build_model(cfg.model), 8, torch.device("cpu"))
     before = [p.detach().clone() for p in step.params]
-    batch = next(iter_batches(data["train"], 4, sequence=False, shuffle=False))
-    T.train_step(step, batch, M.SplitCounter("cpu"))
+    batch = next(iter_batches(data["train"], 4, frames=1, shuffle=False))
+    ST.train_step(step, batch, M.SplitCounter("cpu"))
     if clip:
         assert _grad_norm(step) == pytest.approx(1.0, rel=1e-4)
     else:
@@ -190,9 +197,9 @@ def test_clipping_bounds_the_global_gradient_norm(data, clip):
 
 def test_precision_resolution():
     cpu = torch.device("cpu")
-    assert T.resolve_precision(config(), cpu) == "fp32"
-    assert T.resolve_precision(config(precision="bf16"), cpu) == "bf16"
-    assert T.make_step(config(), build_model("basic_r18"), 8, cpu).scaler is None
+    assert ST.resolve_precision(config(), cpu) == "fp32"
+    assert ST.resolve_precision(config(precision="bf16"), cpu) == "bf16"
+    assert ST.make_step(config(), build_model("basic_r18"), 8, cpu).scaler is None
 
 
 # ---------------------------------------------------------------- whole runs
@@ -200,9 +207,9 @@ def test_precision_resolution():
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path, data):
     cfg = config(epochs=1)
-    a = T.train(cfg, data, tmp_path / "a")
-    b = T.train(cfg, data, tmp_path / "b")
-    T.train(replace(cfg, seed=7), data, tmp_path / "c")
+    a = L.train(cfg, data, tmp_path / "a")
+    b = L.train(cfg, data, tmp_path / "b")
+    L.train(replace(cfg, seed=7), data, tmp_path / "c")
     assert rows(tmp_path / "a") == rows(tmp_path / "b")
     assert a == b
     first = rows(tmp_path / "a")[0]
@@ -215,7 +222,7 @@ def stopped(tmp_path_factory, data) -> Path:
     """The straight run's config, stopped by its reporter after epoch 1 (read-only for tests)."""
     out = tmp_path_factory.mktemp("stopped")
     with pytest.raises(Stop):
-        T.train(config(**ATTENTION), data, out, report=stop_after(1, out))
+        L.train(config(**ATTENTION), data, out, report=stop_after(1, out))
     return out
 
 
@@ -223,7 +230,7 @@ def test_resume_after_a_stop_matches_the_straight_run(tmp_path, data, straight, 
     out, expected = straight
     run = Path(shutil.copytree(stopped, tmp_path / "run"))
     assert len(rows(run)) == 1 and not list(run.glob(".checkpoint-*"))
-    resumed = T.train(config(**ATTENTION), data, run, resume=run)
+    resumed = L.train(config(**ATTENTION), data, run, resume=run)
     assert resumed == expected
     assert rows(run) == rows(out)  # epoch 1 came from another call: determinism as well
     best = torch.load(run / "best.pt", weights_only=True)
@@ -235,45 +242,43 @@ def test_resume_after_a_stop_matches_the_straight_run(tmp_path, data, straight, 
 def test_resume_refuses_another_config(data, straight, stopped):
     cfg = config(**ATTENTION)
     with pytest.raises(UserError, match=r"differs in batch_size, lr_heads;"):
-        T.train(replace(cfg, lr_heads=3e-3, batch_size=2), data, stopped, resume=stopped)
+        L.train(replace(cfg, lr_heads=3e-3, batch_size=2), data, stopped, resume=stopped)
     assert len(rows(stopped)) == 1  # refused before anything was written
     # where and how fast it runs may change
     free = replace(cfg, eval_batch_size=3, channels_last=False, compile=True, precision="fp32")
-    last, best = T.read_resume(stopped, free)
+    last, best = CK.read_resume(stopped, free, TINY)
     assert last["epoch"] == 1 and best["epoch"] == 1
+    with pytest.raises(UserError, match=r"differs in data\.max_frames"):
+        CK.read_resume(stopped, cfg, replace(TINY, max_frames=5))
     with pytest.raises(UserError, match="already finished its 3 epochs"):
-        T.read_resume(straight[0], cfg)
+        CK.read_resume(straight[0], cfg, TINY)
 
 
 def test_resume_needs_a_checkpoint(tmp_path, data):
     with pytest.raises(UserError, match=r"last\.pt"):
-        T.train(config(), data, tmp_path, resume=tmp_path)
+        L.train(config(), data, tmp_path, resume=tmp_path)
     (tmp_path / "last.pt").write_text("not a checkpoint")
     (tmp_path / "best.pt").write_text("not a checkpoint")
     with pytest.raises(UserError, match="cannot read checkpoint"):
-        T.train(config(), data, tmp_path, resume=tmp_path)
+        L.train(config(), data, tmp_path, resume=tmp_path)
 
 
 def test_best_checkpoint_is_chosen_on_val_ties_keep_the_earlier(tmp_path, data, monkeypatch):
     scripted = iter([0.2, 0.5, 0.5, 0.4])
-    real = T.evaluate
+    real = L.evaluate
     tested = {}
 
-    def fake(step, split_data, batch_size, *, predictions=False):
+    def fake(model, split_data, **kw):
         if split_data.split == "test":
-            tested.update({k: v.clone() for k, v in step.module.state_dict().items()})
-            return real(step, split_data, batch_size, predictions=predictions)
+            tested.update({k: v.clone() for k, v in model.state_dict().items()})
+            return real(model, split_data, **kw)
         acc = next(scripted)
-        return {
-            M.VAL_LOSS: 1.0,
-            M.VAL_ACC_NUMBER: acc,
-            M.VAL_ACC_TENS: acc,
-            M.VAL_ACC_ONES: acc,
-        }, None
+        metrics = {M.VAL_LOSS: 1.0, M.VAL_ACC_NUMBER: acc, M.VAL_ACC_TENS: acc, M.VAL_ACC_ONES: acc}
+        return Evaluation(metrics, None)
 
-    monkeypatch.setattr(T, "evaluate", fake)
-    one_step = {**data, "train": tiny_split("train", 4, 4)}
-    T.train(config(epochs=4), one_step, tmp_path)
+    monkeypatch.setattr(L, "evaluate", fake)
+    one_step = trial_data(**{**data.splits, "train": tiny_split("train", 4, 4)})
+    L.train(config(epochs=4), one_step, tmp_path)
     got = rows(tmp_path)
     assert [r[M.BEST_EPOCH] for r in got] == [1, 2, 2, 2]
     assert [r[M.BEST_VAL_ACC_NUMBER] for r in got] == [0.2, 0.5, 0.5, 0.5]
@@ -291,12 +296,12 @@ def test_a_short_run_beats_chance_on_val(tmp_path):
     Two epochs gave best val 0.5-0.83 over seeds 42 and 1-4 (12 val sequences; 0.5 is only 3x
     chance); three epochs with 24 val sequences gave 0.75-0.96, hence three.
     """
-    data = {
-        "train": tiny_split("train", 36, 11),
-        "val": tiny_split("val", 24, 12),
-        "test": tiny_split("test", 12, 13),
-    }
-    test = T.train(config(epochs=3, batch_size=4), data, tmp_path)
+    data = trial_data(
+        train=tiny_split("train", 36, 11),
+        val=tiny_split("val", 24, 12),
+        test=tiny_split("test", 12, 13),
+    )
+    test = L.train(config(epochs=3, batch_size=4), data, tmp_path)
     got = rows(tmp_path)
     chance = 1 / len(NUMBERS)
     assert got[-1][M.BEST_VAL_ACC_NUMBER] >= 3 * chance
@@ -307,7 +312,14 @@ def test_a_short_run_beats_chance_on_val(tmp_path):
 def test_output_files_and_reported_keys(straight):
     out, test = straight
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "metrics.jsonl", "best.pt", "last.pt", "test.json"} <= names
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "best.pt",
+        "last.pt",
+        "test.json",
+        "test_predictions.csv",
+    } <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
     assert not any(n.startswith(".checkpoint-") for n in names)  # temporary dirs are gone
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -331,7 +343,10 @@ def test_output_files_and_reported_keys(straight):
     assert lines[-1][M.LR] == pytest.approx(0.0, abs=1e-12)  # cosine ends at zero
     saved = json.loads((out / "test.json").read_text())
     assert {k: saved[k] for k in tests} == test
-    assert from_json(TrainConfig, (out / "config.json").read_text()).model == "attn_bgru_luong"
+    record = json.loads((out / "config.json").read_text())
+    assert set(record) == {"train", "data", "cache"} and record["cache"] == "tiny-cache"
+    assert from_dict(TrainConfig, record["train"]) == config(**ATTENTION)
+    assert from_dict(DataConfig, record["data"]) == TINY
 
 
 def test_checkpoints_round_trip_with_weights_only(straight):
@@ -347,11 +362,12 @@ def test_checkpoints_round_trip_with_weights_only(straight):
         "epoch",
         "best",
         "history",
-        "config",
+        "train",
+        "data",
     }
-    assert set(best) == {"model", "config", "epoch", "metrics"}
-    cfg = from_json(TrainConfig, last["config"])
-    assert cfg == from_json(TrainConfig, best["config"])
+    assert set(best) == {"model", "train", "data", "epoch", "metrics"}
+    cfg, data_cfg = CK.configs_of(last, "last.pt")
+    assert (cfg, data_cfg) == CK.configs_of(best, "best.pt") and data_cfg == TINY
     assert cfg.model == "attn_bgru_luong" and cfg.lr_scheme == "discriminative"
     assert last["epoch"] == 3 and len(last["history"]) == 3 and last["scaler"] is None
     assert last["best"]["epoch"] == best["epoch"]
@@ -373,24 +389,25 @@ def test_tensorboard_holds_the_expected_tags(straight):
     events.Reload()
     tags = events.Tags()
     expected = {
-        M.TRAIN_LOSS,
-        M.VAL_ACC_NUMBER,
-        M.VAL_ACC_TENS,
-        M.TRAIN_ACC_ONES,
-        M.LR,
-        M.FRAMES_PER_S,
-        M.EPOCH_TIME_S,
-        M.GPU_MEM_GB,
-        M.BEST_VAL_ACC_NUMBER,
-        M.TEST_ACC_NUMBER,
-        M.TEST_LOSS,
+        "train/loss",
+        "val/acc_number",
+        "val/acc_tens",
+        "train/acc_ones",
+        "lr/base",
+        "system/frames_per_s",
+        "system/epoch_time_s",
+        "system/gpu_mem_gb",
+        "best/val_acc_number",
+        "test/acc_number",
+        "test/loss",
         "lr/backbone",
         "lr/temporal",
         "lr/heads",
     }
     assert expected <= set(tags["scalars"])
-    assert [e.step for e in events.Scalars(M.VAL_LOSS)] == [1, 2, 3]
-    assert [e.step for e in events.Scalars(M.TEST_ACC_NUMBER)] == [3]
+    assert not any("_" in tag.split("/")[0] for tag in tags["scalars"])  # grouped by section
+    assert [e.step for e in events.Scalars("val/loss")] == [1, 2, 3]
+    assert [e.step for e in events.Scalars("test/acc_number")] == [3]
     assert {"confusion/test_tens", "confusion/test_ones"} <= set(tags["images"])
     hparams = events.PluginTagToContent("hparams")
     assert set(hparams) == {
@@ -398,22 +415,22 @@ def test_tensorboard_holds_the_expected_tags(straight):
         "_hparams_/session_start_info",
         "_hparams_/session_end_info",
     }
-    assert b"test_acc_number" in hparams["_hparams_/experiment"]
+    assert b"test/acc_number" in hparams["_hparams_/experiment"]
     assert b"attn_bgru_luong" in hparams["_hparams_/session_start_info"]
 
 
 def test_data_problems_are_user_errors(tmp_path, data):
     with pytest.raises(UserError, match="no test split"):
-        T.train(config(), {"train": data["train"], "val": data["val"]}, tmp_path)
-    with pytest.raises(UserError, match="size"):
-        T.train(config(size=(64, 32)), data, tmp_path)
+        L.train(config(), trial_data(train=data["train"], val=data["val"]), tmp_path)
+    with pytest.raises(UserError, match="the val split is empty"):
+        L.train(config(), trial_data(**{**data.splits, "val": tiny_split("val", 0, 1)}), tmp_path)
 
 
 def test_missing_weights_fail_before_training(tmp_path, data):
     from jersey_ray.models import WeightsError
 
     with pytest.raises(WeightsError):
-        T.train(config(pretrained=str(tmp_path / "missing.pth")), data, tmp_path / "run")
+        L.train(config(pretrained=str(tmp_path / "missing.pth")), data, tmp_path / "run")
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
@@ -434,10 +451,10 @@ def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):
         "--out",
         str(out),
     ]
-    assert T.main(argv) == 2
+    assert CLI.main(argv) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err and "--out" in err
-    assert T.main([*argv[:-2], "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert CLI.main([*argv[:-2], "--out", str(tmp_path / "empty"), "--resume"]) == 2
     assert "no last.pt" in capsys.readouterr().err
 
 
@@ -448,6 +465,7 @@ def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):
         (["seed=3"], "use --seed"),
         (["lr=1", "lr=2"], "given twice"),
         (["no_such_key=1"], "unknown TrainConfig key"),
+        (["size=[32, 16]"], "use --size"),
         (["batch_size=2.5"], "batch_size must be int"),
     ],
 )
@@ -455,18 +473,18 @@ def test_cli_set_is_strict(tmp_path, capsys, sets, message):
     argv = ["--model", "basic_r18", "--cache", str(tmp_path), "--pretrained", "none"]
     for item in sets:
         argv += ["--set", item]
-    assert T.main(argv) == 2
+    assert CLI.main(argv) == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_set_values_are_typed():
-    values = T.parse_sets(["lr=3e-4", "optimizer=adamw", "betas=[0.9, 0.99]", "augment=false"])
+    values = CLI.parse_sets(["lr=3e-4", "optimizer=adamw", "betas=[0.9, 0.99]", "augment=false"])
     assert values == {"lr": 3e-4, "optimizer": "adamw", "betas": [0.9, 0.99], "augment": False}
 
 
 def test_cli_checks_the_model_and_weights_first(tmp_path, capsys):
     argv = ["--model", "no_such_model", "--cache", str(tmp_path), "--out", str(tmp_path / "o")]
-    assert T.main(argv) == 2
+    assert CLI.main(argv) == 2
     assert "unknown model id" in capsys.readouterr().err
     argv = [
         "--model",
@@ -478,7 +496,7 @@ def test_cli_checks_the_model_and_weights_first(tmp_path, capsys):
         "--out",
         str(tmp_path / "o"),
     ]
-    assert T.main(argv) == 2
+    assert CLI.main(argv) == 2
     assert "weights file not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -486,17 +504,14 @@ def test_cli_checks_the_model_and_weights_first(tmp_path, capsys):
 @pytest.fixture
 def fake_cache(tmp_path, data, monkeypatch) -> Path:
     """A cache folder whose manifest and splits are stubbed with the tiny data (no Ray)."""
-    import jersey_ray.cache
+    import jersey_ray.cache.store
 
-    manifest = {
-        "size": list(SIZE),
-        "max_frames": 4,
-        "split_seed": 7,
-        "numbers": None,
-        "root": "data/root",
-    }
-    monkeypatch.setattr(jersey_ray.cache, "verify_cache", lambda cache: manifest)
-    monkeypatch.setattr(T, "load_split", lambda cache, split, device: data[split])
+    monkeypatch.setattr(
+        jersey_ray.cache.store, "read_manifest", lambda cache: {"data": to_dict(TINY)}
+    )
+    monkeypatch.setattr(
+        CLI, "load_data", lambda cache, device: L.TrialData(str(cache), TINY, data.splits)
+    )
     return tmp_path / "cache"
 
 
@@ -509,84 +524,89 @@ def quick_run(out: Path, *flags: str) -> list[str]:
 def test_cli_run_with_an_injected_fault_then_resume(tmp_path, fake_cache, monkeypatch, capsys):
     out = tmp_path / "run"
     argv = quick_run(out, "--cache", str(fake_cache), "--epochs", "2")
-    monkeypatch.setenv(T.FAIL_ENV, "2")
+    monkeypatch.setenv(L.FAIL_ENV, "2")
     with pytest.raises(RuntimeError, match="injected fault"):
-        T.main(argv)
-    assert (out / T.FAULT_MARKER).exists() and len(rows(out)) == 1
+        CLI.main(argv)
+    assert (out / L.FAULT_MARKER).exists() and len(rows(out)) == 1
     assert capsys.readouterr().out.startswith("epoch 1: train loss")
-    assert T.main(argv) == 2  # the folder holds a run now
+    assert CLI.main(argv) == 2  # the folder holds a run now
     assert "pass --resume" in capsys.readouterr().err
-    assert T.main([*argv, "--resume"]) == 0  # the retry does not fail again
+    assert CLI.main([*argv, "--resume"]) == 0  # the retry does not fail again
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("epoch 2: train loss") and len(printed) == 2
     assert printed[1].startswith("test (best val epoch): acc_number") and str(out) in printed[1]
     assert [r[M.EPOCH] for r in rows(out)] == [1, 2]
-    cfg = from_json(TrainConfig, (out / "config.json").read_text())
-    assert (cfg.cache, cfg.size, cfg.max_frames, cfg.split_seed) == (str(fake_cache), SIZE, 4, 7)
-    assert (cfg.numbers, cfg.data_root) == ((), "data/root")
-    assert T.main([*argv, "--resume"]) == 2
+    record = json.loads((out / "config.json").read_text())
+    assert record["cache"] == str(fake_cache) and from_dict(DataConfig, record["data"]) == TINY
+    assert from_dict(TrainConfig, record["train"]).epochs == 2
+    assert CLI.main([*argv, "--resume"]) == 2
     assert "already finished its 2 epochs" in capsys.readouterr().err
+
+
+def test_cli_defaults_to_the_protocol_of_the_models_phase(tmp_path):
+    def resolved(*flags: str) -> TrainConfig:
+        args = CLI.build_parser().parse_args(["--cache", str(tmp_path), *flags])
+        return CLI.config_from_args(args)
+
+    assert resolved("--model", "basic_r18").lr_scheme == "uniform"
+    for model in ("seq_bgru_mp", "attn_bgru_luong"):
+        cfg = resolved("--model", model)
+        assert (cfg.lr_scheme, cfg.lr_backbone, cfg.lr_temporal) == ("discriminative", 1e-4, 3e-4)
+    assert (
+        resolved("--model", "attn_bgru_luong", "--set", "lr_scheme=uniform").lr_scheme == "uniform"
+    )
 
 
 def test_cli_refuses_options_the_cache_fixes(tmp_path, fake_cache, capsys):
     argv = [
-        "--model",
-        "basic_r18",
-        "--cache",
-        str(fake_cache),
-        "--pretrained",
-        "none",
-        "--out",
-        str(tmp_path / "run"),
-        "--size",
-        "64x32",
-        "--set",
-        "split_seed=7",
-        "--set",
-        'numbers=["4"]',
+        *quick_run(tmp_path / "run", "--cache", str(fake_cache)),
+        *("--size", "64x32", "--split-seed", "7", "--numbers", "4"),
     ]
-    assert T.main(argv) == 2
+    assert CLI.main(argv) == 2
     err = capsys.readouterr().err
-    assert "built with numbers=(), size=(32, 16);" in err and "split_seed" not in err
+    assert "--size (built with [32, 16])" in err and "--numbers (built with [])" in err
+    assert "split-seed" not in err  # the same as the cache's
 
 
-def test_cli_data_builds_the_cache_under_results(tmp_path, data, monkeypatch, capsys):
-    import jersey_ray.cache
+def test_cli_data_builds_the_cache_sweeps_use(tmp_path, data, monkeypatch, capsys):
+    """train --data and the sweep name one cache for the same data settings."""
+    import argparse
 
-    calls = []
+    import jersey_ray.cache.build
+    from jersey_ray.cache.plan import cache_location
+    from jersey_ray.sweep import settings as sweep_settings
+    from jersey_ray.sweep.__main__ import build_parser as sweep_parser
 
-    def build(root, out, **kw):
-        calls.append((root, out, kw))
-        return jersey_ray.cache.CacheResult(str(out), {}, False)
+    built = []
 
-    monkeypatch.setattr(jersey_ray.cache, "build_cache", build)
-    monkeypatch.setattr(T, "load_split", lambda cache, split, device: data[split])
-    out = tmp_path / "run"
-    data_flags = ["--data", str(tmp_path / "root"), "--size", "32x16", "--max-frames", "4"]
-    argv = quick_run(out, *data_flags, "--epochs", "1", "--set", 'numbers=["4", "48"]')
-    assert T.main(argv) == 0
-    [(root, folder, kw)] = calls
-    assert root == tmp_path / "root" and folder == T.cache_folder(root, config(numbers=("4", "48")))
-    assert kw == {"size": SIZE, "max_frames": 4, "split_seed": 42, "numbers": ("4", "48")}
-    cfg = from_json(TrainConfig, (out / "config.json").read_text())
-    assert (cfg.data_root, cfg.cache) == (str(root), str(folder))
+    def build(data_cfg, out=None, **kw):
+        built.append(data_cfg)
+        return jersey_ray.cache.build.CacheResult(cache_location(data_cfg), {}, False)
+
+    monkeypatch.setattr(jersey_ray.cache.build, "build_cache", build)
+    monkeypatch.setattr(
+        CLI, "load_data", lambda cache, device: L.TrialData(cache, TINY, data.splits)
+    )
+    root = tmp_path / "root"
+    data_flags = ["--data", str(root), "--size", "32x16", "--max-frames", "4", "--numbers", "4,48"]
+    assert CLI.main(quick_run(tmp_path / "run", *data_flags, "--epochs", "1")) == 0
+    [train_data] = built
+    assert train_data == DataConfig(root=str(root), size=SIZE, max_frames=4, numbers=("4", "48"))
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["cache"] == cache_location(train_data)
     assert "files in" in capsys.readouterr().out
-
-
-def test_cache_folder_names(tmp_path):
-    cfg = config(numbers=("4", "48"))
-    folder = T.cache_folder(tmp_path / "data", cfg)
-    assert folder.parent == T.CACHE_ROOT and folder.name.startswith("data-32x16-f4-s42-")
-    assert folder != T.cache_folder(tmp_path / "data", replace(cfg, numbers=()))
+    args: argparse.Namespace = sweep_parser().parse_args(["phaseB", *data_flags])
+    sweep = sweep_settings.resolve(sweep_settings.load_sweep("phaseB"), sweep_settings.FULL, args)
+    assert cache_location(sweep.data) == cache_location(train_data)
 
 
 def test_fault_knob_rejects_a_bad_value(tmp_path, monkeypatch):
-    monkeypatch.setenv(T.FAIL_ENV, "two")
-    with pytest.raises(UserError, match=T.FAIL_ENV):
-        T.maybe_inject_fault(1, tmp_path)
-    monkeypatch.setenv(T.FAIL_ENV, "3")
-    T.maybe_inject_fault(2, tmp_path)  # not yet
-    assert not (tmp_path / T.FAULT_MARKER).exists()
+    monkeypatch.setenv(L.FAIL_ENV, "two")
+    with pytest.raises(UserError, match=L.FAIL_ENV):
+        L.maybe_inject_fault(1, tmp_path)
+    monkeypatch.setenv(L.FAIL_ENV, "3")
+    L.maybe_inject_fault(2, tmp_path)  # not yet
+    assert not (tmp_path / L.FAULT_MARKER).exists()
 
 
 def test_bench_train_runs_the_trainer_loop_and_the_ceiling(tmp_path, data, monkeypatch, capsys):

@@ -3,9 +3,9 @@ reference's input pipeline.
 
 Three measurements in one run on the same data:
 
-* **build**: :func:`jersey_ray.cache.build_cache` of ROOT into a fresh temporary folder,
+* **build**: :func:`jersey_ray.cache.build.build_cache` of ROOT into a fresh temporary folder,
   frames/s without Ray's start-up (which is timed separately) and in total;
-* **loader**: train epochs of :func:`jersey_ray.loader.iter_batches` over the cached train
+* **loader**: train epochs of :func:`jersey_ray.cache.loader.iter_batches` over the cached train
   split (sequence mode, shuffled, on-device augmentation, batch 64);
 * **baseline**: the same train sequences and frames through a pipeline built like the
   reference's (report-spec 1.5-1.8): a ``torch.utils.data.DataLoader`` with W workers whose
@@ -45,10 +45,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from jersey_ray import cli
-from jersey_ray.augment import IMAGENET_MEAN, IMAGENET_STD
-from jersey_ray.cache import DEFAULT_MAX_FRAMES, build_cache, make_plan
+from jersey_ray.cache.augment import IMAGENET_MEAN, IMAGENET_STD
+from jersey_ray.cache.build import build_cache
+from jersey_ray.cache.loader import DEFAULT_BATCH_SIZE, iter_batches, load_split
+from jersey_ray.cache.plan import make_plan
+from jersey_ray.cache.store import data_config
+from jersey_ray.config import DataConfig, layered
 from jersey_ray.errors import UserError, run_cli
-from jersey_ray.loader import DEFAULT_BATCH_SIZE, iter_batches, load_split
 
 # ----------------------------------------------------------------------------- the baseline
 
@@ -99,7 +102,7 @@ class ReferenceDataset(Dataset):
         return frames, len(item["paths"]), item["tens"], item["ones"]
 
 
-def reference_collate(batch, max_frames: int = DEFAULT_MAX_FRAMES):
+def reference_collate(batch, max_frames: int = DataConfig.max_frames):
     """Spec 1.5: pad to the longest sequence by repeating the last frame."""
     t_max = min(max(n for _, n, _, _ in batch), max_frames)
     padded = []
@@ -116,10 +119,7 @@ def reference_collate(batch, max_frames: int = DEFAULT_MAX_FRAMES):
 
 def baseline_items(root: Path, manifest: dict[str, Any]) -> list[dict]:
     """The cached train sequences with the same frames (selected, decodable) as the cache."""
-    plan = make_plan(
-        root, tuple(manifest["size"]), manifest["max_frames"], manifest["split_seed"],
-        manifest["numbers"],
-    )  # fmt: skip
+    plan = make_plan(data_config(manifest))
     bad = {s["path"] for s in manifest["skipped"] if s["stage"] == "decode"}
     items = []
     for item in plan.items:
@@ -142,7 +142,7 @@ def _epoch_row(seconds: float, sequences: int, frames: int) -> dict[str, float]:
     }
 
 
-def measure_build(root: Path, scratch: Path, size: tuple[int, int], max_frames: int) -> dict:
+def measure_build(data: DataConfig, scratch: Path) -> dict:
     import ray
 
     start = time.perf_counter()
@@ -151,7 +151,7 @@ def measure_build(root: Path, scratch: Path, size: tuple[int, int], max_frames: 
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     ray_s = time.perf_counter() - start
     try:
-        result = build_cache(root, scratch / "cache", size=size, max_frames=max_frames)
+        result = build_cache(data, scratch / "cache")
     finally:
         if started:
             ray.shutdown()  # the loader measurements get the whole machine
@@ -179,7 +179,7 @@ def measure_loader(cache: str, device: torch.device, epochs: int, batch_size: in
         start = time.perf_counter()
         frames = 0
         for batch in iter_batches(
-            data, batch_size, sequence=True, shuffle=True, generator=shuffle,
+            data, batch_size, shuffle=True, generator=shuffle,
             augment=True, aug_generator=aug,
         ):  # fmt: skip
             frames += batch.n_frames
@@ -194,9 +194,9 @@ def measure_baseline(
 ) -> dict:
     items = baseline_items(root, manifest)
     loader = DataLoader(
-        ReferenceDataset(root, items, tuple(manifest["size"]), train=True),
+        ReferenceDataset(root, items, data_config(manifest).size, train=True),
         batch_size=batch_size, shuffle=True, num_workers=workers,
-        collate_fn=partial(reference_collate, max_frames=manifest["max_frames"]),
+        collate_fn=partial(reference_collate, max_frames=data_config(manifest).max_frames),
         pin_memory=torch.cuda.is_available(),
     )  # fmt: skip
     n_frames = sum(len(it["paths"]) for it in items)
@@ -271,20 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("root", type=Path, metavar="ROOT", help="data root (e.g. a synthetic set)")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the numbers here")
-    p.add_argument(
-        "--size",
-        type=cli.size,
-        default=(192, 96),
-        metavar="HxW",
-        help="letterbox size (default 192x96)",
-    )
-    p.add_argument(
-        "--max-frames",
-        type=int,
-        default=DEFAULT_MAX_FRAMES,
-        metavar="T",
-        help=f"frames per sequence (default {DEFAULT_MAX_FRAMES})",
-    )
+    cli.add_data_options(p)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs of each (default 3)")
     p.add_argument(
         "--workers",
@@ -309,7 +296,7 @@ def _run(argv: list[str]) -> int:
         raise UserError("--epochs and --batch-size must be >= 1, --workers >= 0")
     if not args.root.is_dir():
         raise UserError(f"{args.root}: not a folder; give a data root (e.g. python -m "
-                        "jersey_ray.synth OUT makes one)")  # fmt: skip
+                        "jersey_ray.data synth OUT makes one)")  # fmt: skip
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here")
     if args.threads:
@@ -318,7 +305,10 @@ def _run(argv: list[str]) -> int:
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     scratch = Path(tempfile.mkdtemp(prefix="bench-data-"))
     try:
-        build = measure_build(args.root, scratch, args.size, args.max_frames)
+        data, _ = layered(
+            DataConfig, [("command line", {"root": str(args.root), **cli.data_overrides(args)})]
+        )
+        build = measure_build(data, scratch)
         manifest = build.pop("manifest")
         cache = build.pop("cache")  # a temporary folder: not worth reporting
         loader = measure_loader(cache, device, args.epochs, args.batch_size)
@@ -328,8 +318,8 @@ def _run(argv: list[str]) -> int:
     train = manifest["counts"]["splits"]["train"]
     result = {
         "root": str(args.root),
-        "size": list(args.size),
-        "max_frames": args.max_frames,
+        "size": list(data.size),
+        "max_frames": data.max_frames,
         "batch_size": args.batch_size,
         "train_sequences": train["sequences"],
         "train_frames": train["frames"],

@@ -23,7 +23,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from jersey_ray import cli, reference
+from jersey_ray import cli
 from jersey_ray.bench.infer_report import ok_rows, render_markdown, write_plot
 from jersey_ray.bench.timing import summarize, time_call
 from jersey_ray.bench.variants import (
@@ -45,18 +44,19 @@ from jersey_ray.bench.variants import (
     Variant,
     brief_error,
 )
-from jersey_ray.cache import read_manifest
-from jersey_ray.config import TrainConfig
+from jersey_ray.cache.build import build_cache
+from jersey_ray.cache.loader import SplitData, keep_freed_host_memory, load_split
+from jersey_ray.cache.store import data_config, read_manifest
+from jersey_ray.config import DataConfig, TrainConfig, replace, to_dict
 from jersey_ray.errors import UserError, run_cli
-from jersey_ray.loader import SplitData, iter_batches, keep_freed_host_memory, load_split
-from jersey_ray.models import ModelSpec, build_model, get_spec
-from jersey_ray.predict import load_checkpoint
-from jersey_ray.runs import BEST_VAL_ACC_NUMBER, choose_on_validation, latest_checkpoint, read_run
-from jersey_ray.train import cache_root, resolve_device
+from jersey_ray.models import build_model, get_spec
+from jersey_ray.results import reference
+from jersey_ray.results.runs import BEST_VAL_ACC_NUMBER, CHOICE_RULE, chosen_checkpoint, read_run
+from jersey_ray.train.checkpoint import load_model
+from jersey_ray.train.evaluate import infer
+from jersey_ray.train.step import resolve_device
 
 DEFAULT_BATCH_SIZES = (1, 4, 8, 16, 64, 256)
-DEFAULT_SIZE = (192, 96)
-DEFAULT_FRAMES = 16
 EVAL_BATCH = 64  # the reference's test loader batch; accuracy does not depend on it
 INPUT_SEED = 0
 """Seeds the random frames and the variable lengths (plus the batch size, so one batch size's
@@ -151,10 +151,14 @@ def accuracy_change(correct: int, baseline_correct: int, n: int) -> dict[str, An
     }
 
 
-def count_correct(runner: Runner, data: SplitData) -> int:
+def count_correct(runner: Runner, data: SplitData, frames: int | None) -> int:
+    """Correct test sequences through the variant's own call (the one evaluation loop)."""
+
+    def forward(x: torch.Tensor, mask: torch.Tensor):
+        return runner.logits(runner.call(*runner.prepare(x, mask)))
+
     correct = 0
-    for batch in iter_batches(data, EVAL_BATCH, sequence=True, shuffle=False):
-        tens, ones = runner.logits(runner.call(*runner.prepare(batch.frames, batch.mask)))
+    for batch, (tens, ones) in infer(forward, data, batch_size=EVAL_BATCH, frames=frames):
         correct += number_correct(tens, ones, batch.tens.cpu(), batch.ones.cpu())
     return correct
 
@@ -177,55 +181,38 @@ class Loaded:
     info: dict[str, Any]
     cfg: TrainConfig | None
     """The checkpoint's training config; None for random weights."""
-
-
-def _sequence_spec(model_id: str, where: str) -> ModelSpec:
-    spec = get_spec(model_id)
-    if not spec.sequence:
-        raise UserError(
-            f"{where}: {model_id} is a single-frame (Phase 0) model; bench infer times the "
-            "sequence models (Phases A and B)"
-        )
-    return spec
+    data: DataConfig | None
+    """The data settings it was trained on; None for random weights."""
 
 
 def random_model(model_id: str, device: torch.device) -> Loaded:
-    spec = _sequence_spec(model_id, "--model")
+    spec = get_spec(model_id)
     torch.manual_seed(INPUT_SEED)
     model = build_model(model_id, pretrained="none").to(device).eval()
     info = {"id": model_id, "display": spec.display, "weights": "random", "note": RANDOM_NOTE}
-    return Loaded(model, info, None)
+    return Loaded(model, info, None, None)
 
 
 def checkpoint_model(path: Path, device: torch.device) -> Loaded:
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint file; pass a trial's checkpoint_*/best.pt")
-    model, cfg, ckpt = load_checkpoint(path, device)
-    spec = _sequence_spec(cfg.model, str(path))
+    trained = load_model(path, device)
+    cfg, data = trained.train, trained.data
     info = {
         "id": cfg.model,
-        "display": spec.display,
+        "display": get_spec(cfg.model).display,
         "weights": "checkpoint",
         "checkpoint": str(path),
-        "epoch": ckpt.get("epoch"),
+        "epoch": trained.checkpoint.get("epoch"),
         "seed": cfg.seed,
-        "trained_size": list(cfg.size),
-        "trained_max_frames": cfg.max_frames,
+        "trained_size": list(data.size),
+        "trained_max_frames": data.max_frames,
     }
-    return Loaded(model.eval(), info, cfg)
+    return Loaded(trained.model, info, cfg, data)
 
 
 def run_model(run_dir: Path, device: torch.device) -> Loaded:
-    """The finished trial with the best validation acc_number, and its latest best.pt."""
+    """The finished trial chosen on validation, and its latest best.pt."""
     run = read_run(run_dir)
-    trial = choose_on_validation(run.trials)
-    if trial is None:
-        status = Counter(t.status for t in run.trials)
-        seen = ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "no trials"
-        raise UserError(f"{run_dir}: no finished trial to choose from ({seen}); finish the sweep")
-    path = latest_checkpoint(trial)
-    if path is None:
-        raise UserError(f"{run_dir}/{trial.dir}: the chosen trial has no checkpoint_*/best.pt")
+    trial, path = chosen_checkpoint(run)
     loaded = checkpoint_model(path, device)
     finished = [t for t in run.trials if t.status == "finished"]
     loaded.info["chosen"] = {
@@ -235,21 +222,19 @@ def run_model(run_dir: Path, device: torch.device) -> Loaded:
         "seed": trial.seed,
         "best_val_acc_number": trial.last[BEST_VAL_ACC_NUMBER],
         "finished_trials": len(finished),
-        "rule": "highest best_val_acc_number among the finished trials (validation only; no "
-        "test metric is read)",
+        "rule": CHOICE_RULE,
     }
     return loaded
 
 
-def check_cache_fits(cache: Path, cfg: TrainConfig) -> None:
-    """A cache built with another size, frame count, split or subset is not the checkpoint's
-    test split."""
-    manifest = read_manifest(cache)
-    have = {k: manifest.get(k) for k in ("size", "max_frames", "split_seed")}
-    have["numbers"] = list(manifest.get("numbers") or [])
-    want = {"size": list(cfg.size), "max_frames": cfg.max_frames, "split_seed": cfg.split_seed}
-    want["numbers"] = list(cfg.numbers)
-    diff = [f"{k} {have[k]} (checkpoint: {want[k]})" for k in want if have[k] != want[k]]
+def check_cache_fits(cache: Path, data: DataConfig) -> None:
+    """A cache built with other data settings is not the checkpoint's test split (the data
+    root may differ: the same data can move)."""
+    have = to_dict(data_config(read_manifest(cache)))
+    want = to_dict(data)
+    diff = [
+        f"{k} {have[k]} (checkpoint: {want[k]})" for k in want if k != "root" and have[k] != want[k]
+    ]
     if diff:
         raise UserError(
             f"{cache}: built with {', '.join(diff)}; pass a cache built with the checkpoint's "
@@ -258,17 +243,17 @@ def check_cache_fits(cache: Path, cfg: TrainConfig) -> None:
 
 
 def load_test_split(
-    args: argparse.Namespace, cfg: TrainConfig | None, device: torch.device
+    args: argparse.Namespace, loaded: Loaded, device: torch.device
 ) -> tuple[SplitData | None, dict[str, Any]]:
     if args.data is None and args.cache is None:
-        reason = RANDOM_NOTE if cfg is None else "no test data given (--data or --cache)"
+        reason = RANDOM_NOTE if loaded.cfg is None else "no test data given (--data or --cache)"
         return None, {"checked": False, "reason": reason}
-    assert cfg is not None  # check_args refuses data with random weights
+    assert loaded.data is not None  # check_args refuses data with random weights
     if args.data is not None:
-        cache = cache_root(args.data, cfg)
+        cache = build_cache(replace(loaded.data, root=str(args.data))).path
     else:
         cache = args.cache
-        check_cache_fits(cache, cfg)
+        check_cache_fits(cache, loaded.data)
     data = load_split(cache, "test", device)
     if len(data) == 0:
         raise UserError(f"{cache}: the test split is empty; nothing to check accuracy on")
@@ -341,14 +326,14 @@ def time_row(runner: Runner, variant: Variant, inp: Input, args, device) -> dict
 
 
 def check_variant(
-    runner: Runner, record: dict, check: Input, reference: Logits | None, data: SplitData | None
+    runner: Runner, record: dict, check: Input, reference: Logits | None, data, frames
 ) -> Logits:
     """Agreement with fp32 on the check input and, with a test split, the correct count."""
     with torch.inference_mode():
         logits = runner.logits(runner.call(*runner.prepare(check.frames, check.mask)))
         record["agreement"] = agreement(logits, logits if reference is None else reference)
         if data is not None:
-            record["correct"] = count_correct(runner, data)
+            record["correct"] = count_correct(runner, data, frames)
     return logits
 
 
@@ -374,7 +359,8 @@ def run_variant(
         bar.update()
     logits = None
     try:
-        logits = check_variant(runner, record, inputs[-1], reference, data)
+        frames = ctx.model.input_frames
+        logits = check_variant(runner, record, inputs[-1], reference, data, frames)
     except Exception as err:  # reported in the variant's row, like a timing failure
         record.update(status="failed", reason=f"accuracy check: {brief_error(err)}")
     record["notes"] += runner.after()
@@ -506,7 +492,9 @@ def report_table4() -> dict[str, Any]:
 
 
 def benchmark(args: argparse.Namespace, loaded: Loaded, data, data_info, device) -> dict:
-    size, frames = args.size, args.frames
+    size = args.size
+    # a single-frame model reads only the anchor: time it on what it reads
+    frames = min(args.frames, loaded.model.input_frames or args.frames)
     if device.type == "cpu":
         keep_freed_host_memory()  # else the first variant alone pays fresh page faults per call
     selected = [v for v in VARIANTS if v.name in set(args.variants) | {BASELINE}]
@@ -601,13 +589,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=cli.size,
         metavar="HxW",
-        help="timed frame size (default: the checkpoint's, 192x96 with --model)",
+        help=f"timed frame size (default: the checkpoint's, {DataConfig().size_text} with --model)",
     )
     p.add_argument(
         "--frames",
         type=cli.positive_int,
         metavar="T",
-        help="frames per timed sequence (default: the checkpoint's max, 16 with --model)",
+        help=f"frames per timed sequence (default: the checkpoint's max, {DataConfig().max_frames} "
+        "with --model)",
     )
     p.add_argument("--iters", type=int, default=100, help="timed calls per input (default 100)")
     p.add_argument("--warmup", type=int, default=20, help="untimed calls before (default 20)")
@@ -668,14 +657,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = loaded.cfg
         # ascending: the check input is the largest batch, and the plot's ticks follow the list
         args.batch_sizes = tuple(sorted(set(args.batch_sizes)))
-        args.size = args.size or (tuple(cfg.size) if cfg else DEFAULT_SIZE)
-        args.frames = args.frames or (cfg.max_frames if cfg else DEFAULT_FRAMES)
-        if cfg and args.size != tuple(cfg.size) and (args.data or args.cache):
+        trained = loaded.data or DataConfig()
+        args.size = args.size or trained.size
+        args.frames = args.frames or trained.max_frames
+        if cfg and args.size != trained.size and (args.data or args.cache):
             raise UserError(
                 f"--size {args.size[0]}x{args.size[1]}: accuracy is checked at the checkpoint's "
-                f"size {cfg.size[0]}x{cfg.size[1]}, and every variant runs one size; drop --size"
+                f"size {trained.size_text}, and every variant runs one size; drop --size"
             )
-        data, data_info = load_test_split(args, cfg, device)
+        data, data_info = load_test_split(args, loaded, device)
         result = benchmark(args, loaded, data, data_info, device)
         markdown = render_markdown(result)
         write_outputs(args, result, markdown)

@@ -9,9 +9,9 @@ and optimizer step (both run :func:`jersey_ray.train.run_epoch`, the trainer's o
   drawn from the train split's lengths; no loader work at all.
 
 Their ratio is the share of the step's speed the input pipeline leaves. Target on an H100 for
-``attn_bgru_luong`` and ``basic_r18`` at 192x96, batch 64: >= 85%. Without ``--cache`` a small
-synthetic set is generated and cached in a temporary folder first (Ray Data is used for that
-preprocessing only).
+``attn_bgru_luong`` and ``basic_r18`` at the report's frame size, batch 64: >= 85%. Without
+``--cache`` a small synthetic set is generated and cached in a temporary folder first (Ray Data
+is used for that preprocessing only).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ import torch
 
 from jersey_ray import cli
 from jersey_ray import metrics as M
-from jersey_ray.config import TrainConfig, replace
+from jersey_ray.cache.loader import Batch, SplitData, iter_batches, load_split
+from jersey_ray.config import DataConfig, TrainConfig, replace
 from jersey_ray.errors import UserError, run_cli
-from jersey_ray.loader import Batch, SplitData, iter_batches, load_split
 from jersey_ray.models import build_model
-from jersey_ray.train import (
+from jersey_ray.train.loop import make_generators
+from jersey_ray.train.step import (
     Step,
-    make_generators,
     make_step,
     resolve_device,
     resolve_precision,
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=cli.size,
         metavar="HxW",
-        help="frame size of the synthetic cache (192x96); --cache fixes its own",
+        help=f"frame size of the synthetic cache (default {DataConfig().size_text}); --cache "
+        "fixes its own",
     )
     parser.add_argument(
         "--steps", type=cli.positive_int, default=200, help="timed steps per measurement"
@@ -88,33 +89,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def synthetic_cache(size: tuple[int, int], scratch: Path) -> Path:
-    """Generate a small synthetic data set and build its cache under ``scratch``."""
-    from jersey_ray.cache import build_cache
+def synthetic_cache(data: DataConfig, scratch: Path) -> Path:
+    """Generate a small synthetic data set at ``data``'s size and build its cache in ``scratch``."""
+    from jersey_ray.cache.build import build_cache
     from jersey_ray.data.synth import generate
 
     root = scratch / "synth"
-    generate(root, sequences=SYNTH_SEQUENCES, size=size, progress=False)
-    return Path(build_cache(root, scratch / "cache", size=size, progress=False).path)
+    generate(root, sequences=SYNTH_SEQUENCES, size=data.size, progress=False)
+    built = build_cache(replace(data, root=str(root)), scratch / "cache", progress=False)
+    return Path(built.path)
 
 
 def random_batches(
-    data: SplitData, cfg: TrainConfig, sequence: bool, device: torch.device
+    data: SplitData, cfg: TrainConfig, input_frames: int | None, device: torch.device
 ) -> list[Batch]:
-    """Batches of random frames already on the device, lengths drawn from the split's."""
+    """Batches of random frames already on the device, lengths drawn from the split's (capped
+    at the model's ``input_frames`` per sequence)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    height, width = cfg.size
+    height, width = data.size
     batches = []
     for _ in range(RANDOM_BATCHES):
         rows = torch.randint(len(data.lengths), (cfg.batch_size,), generator=gen)
-        lengths = data.lengths[rows] if sequence else torch.ones(cfg.batch_size, dtype=torch.long)
+        lengths = data.lengths[rows].clamp(max=input_frames or int(data.lengths.max()))
         n_frames = int(lengths.sum())
         frames = torch.randn(n_frames, 3, height, width, generator=gen).to(device)
         mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
         batches.append(
             Batch(
                 frames=frames.contiguous(memory_format=torch.channels_last),
-                mask=mask.to(device) if sequence else None,
+                mask=mask.to(device),
                 tens=torch.randint(M.N_TENS, (cfg.batch_size,), generator=gen).to(device),
                 ones=torch.randint(M.N_ONES, (cfg.batch_size,), generator=gen).to(device),
                 index=rows,
@@ -124,14 +127,14 @@ def random_batches(
     return batches
 
 
-def loader_stream(data: SplitData, cfg: TrainConfig, sequence: bool, device) -> Iterator[Batch]:
+def loader_stream(data: SplitData, cfg: TrainConfig, frames: int | None, device) -> Iterator[Batch]:
     """The trial's training batches, epoch after epoch, as the trainer draws them."""
     shuffle, augment = make_generators(cfg.seed, device)
     for _ in itertools.count():
         yield from iter_batches(
             data,
             cfg.batch_size,
-            sequence=sequence,
+            frames=frames,
             shuffle=True,
             generator=shuffle,
             augment=cfg.augment,
@@ -166,11 +169,10 @@ def measure(args: argparse.Namespace, cache: Path) -> dict:
     )
     device = resolve_device(cfg.device)
     data = load_split(cache, "train", device)
-    cfg = replace(cfg, size=tuple(data.size))
     torch.manual_seed(cfg.seed)
     step = make_step(cfg, build_model(cfg.model, cfg.pretrained), len(data.lengths), device)
-    stream = loader_stream(data, cfg, step.sequence, device)
-    ceiling_batches = itertools.cycle(random_batches(data, cfg, step.sequence, device))
+    stream = loader_stream(data, cfg, step.input_frames, device)
+    ceiling_batches = itertools.cycle(random_batches(data, cfg, step.input_frames, device))
     trial, ceiling = [], []
     for _ in range(args.rounds):  # alternated, so drifting clocks or neighbours hit both
         trial.append(frames_per_s(step, stream, args.warmup, args.steps))
@@ -182,10 +184,12 @@ def measure(args: argparse.Namespace, cache: Path) -> dict:
         "precision": resolve_precision(cfg, device),
         "compile": cfg.compile,
         "batch_size": cfg.batch_size,
-        "size": list(cfg.size),
+        "size": list(data.size),
         "steps": args.steps,
         "rounds": args.rounds,
-        "mean_frames_per_sequence": float(data.lengths.double().mean()) if step.sequence else 1.0,
+        "mean_frames_per_sequence": float(
+            data.lengths.clamp(max=step.input_frames or int(data.lengths.max())).double().mean()
+        ),
         "cache": str(cache) if args.cache else "synthetic (temporary)",
         "trial_frames_per_s": statistics.median(trial),
         "ceiling_frames_per_s": statistics.median(ceiling),
@@ -216,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache is not None and args.size is not None:
             raise UserError("--size applies to the synthetic cache; --cache fixes its own size")
         with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
-            cache = args.cache or synthetic_cache(args.size or (192, 96), Path(scratch))
+            data = DataConfig() if args.size is None else DataConfig(size=args.size)
+            cache = args.cache or synthetic_cache(data, Path(scratch))
             result = measure(args, cache)
         print(report_lines(result))
         if args.json is not None:

@@ -189,9 +189,22 @@ def script(ctx: Context) -> Runner:
     return Runner(scripted, _same, _torch_logits, _clock(ctx.device), notes)
 
 
+class TwoHeads(nn.Module):
+    """The model's (tens, ones): what a trace or an ONNX graph returns (attention weights are
+    not a deployment output)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> Logits:
+        out = self.model(frames, mask)
+        return out[0], out[1]
+
+
 def trace(dtype: torch.dtype) -> Callable[[Context], Runner]:
     def build(ctx: Context) -> Runner:
-        model = copy.deepcopy(ctx.model).to(dtype)
+        model = TwoHeads(copy.deepcopy(ctx.model).to(dtype))  # a trace outputs tensors only
         prepare = _cast_inputs(dtype)
         notes = ["torch.jit.trace on the example batch, then torch.jit.optimize_for_inference"]
         with _quiet(notes, "torch.jit.trace"), torch.no_grad():
@@ -250,18 +263,6 @@ def compiled(mode: str, dtype: torch.dtype | None = None) -> Callable[[Context],
 
 
 # --------------------------------------------------------------------------------- ONNX
-
-
-class TwoHeads(nn.Module):
-    """The model's (tens, ones); attention weights are not a deployment output."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> Logits:
-        out = self.model(frames, mask)
-        return out[0], out[1]
 
 
 def onnx_example(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""``python -m jersey_ray.data {summary,import-soccernet} ...``."""
+"""``python -m jersey_ray.data {summary,synth,import-soccernet} ...``: look at a data root,
+generate the built-in synthetic data, or import the SoccerNet crops."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import sys
 
 from jersey_ray import cli
+from jersey_ray.config import DataConfig
+from jersey_ray.data import synth
 from jersey_ray.data.index import Index, class_key, frames_total, index_root
 from jersey_ray.data.soccernet import import_soccernet
 from jersey_ray.data.split import SPLITS, split_counts, split_tracks
@@ -17,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = cli.OneLineParser(
         prog="python -m jersey_ray.data",
         description="Index a data root in the layout ROOT/<jersey>/<track>/<sequence>/*.jpg, "
-        "or import the SoccerNet jersey-number crops into that layout.",
+        "generate the built-in synthetic data in that layout, or import the SoccerNet "
+        "jersey-number crops into it.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     summary = sub.add_parser(
@@ -28,12 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("root", metavar="ROOT", help="data root folder")
     summary.add_argument(
-        "--split-seed", type=int, default=42, help="seed of the track split (default 42)"
+        "--split-seed",
+        type=int,
+        default=DataConfig.split_seed,
+        help=f"seed of the track split (default {DataConfig.split_seed})",
     )
     summary.add_argument(
         "--numbers", type=cli.numbers, help="keep only these jersey folders, e.g. 4,6,48 (7 != 07)"
     )
     summary.add_argument("--json", action="store_true", help="print one JSON object instead")
+    synth.add_arguments(
+        sub.add_parser(
+            "synth", help="generate the built-in synthetic data", description=synth.DESCRIPTION
+        )
+    )
     soccernet = sub.add_parser(
         "import-soccernet",
         help="convert SoccerNet number crops into the reference layout",
@@ -104,6 +116,8 @@ def _cell(counts: dict[str, int]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "synth":
+        return synth.run(args)
     if args.command == "summary":
         summary = summarize(index_root(args.root, numbers=args.numbers), args.split_seed)
         if args.numbers:

@@ -1,6 +1,6 @@
 """Synthetic jersey-number tracklets: the built-in data set.
 
-``generate(OUT, ...)`` (CLI: ``python -m jersey_ray.synth OUT``) writes the reference layout
+``generate(OUT, ...)`` (CLI: ``python -m jersey_ray.data synth OUT``) writes the reference layout
 ``OUT/<jersey>/<track>/<sequence>/`` with one ``anchor.jpg`` (the clearest frame of the
 sequence, not a copy) and the other frames ``f1.jpg, f2.jpg, ...`` in temporal order.
 
@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -41,7 +40,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from jersey_ray import cli
-from jersey_ray.errors import UserError, run_cli
+from jersey_ray.config import DEFAULT_SIZE
+from jersey_ray.errors import UserError
 
 REFERENCE_NUMBERS = ("4", "6", "8", "9", "48", "49", "64", "66", "88", "89")
 DEFAULT_SEQUENCES = 1200
@@ -804,7 +804,7 @@ def _check_args(numbers, sequences, size, frames, seed, workers, per_track, imba
     if not (16 <= h <= 4096 and 8 <= w <= 4096):
         raise UserError(
             f"size {h}x{w} is invalid: give HEIGHTxWIDTH with 16 <= HEIGHT <= 4096 and "
-            "8 <= WIDTH <= 4096, e.g. 192x96"
+            f"8 <= WIDTH <= 4096, e.g. {cli.EXAMPLE_SIZE}"
         )
     if not 1 <= frames[0] <= frames[1] <= 1000:
         raise UserError(f"frames {frames[0]}-{frames[1]} is invalid: need 1 <= MIN <= MAX <= 1000")
@@ -884,7 +884,7 @@ def generate(
     *,
     sequences: int = DEFAULT_SEQUENCES,
     numbers: Iterable[str] | None = None,
-    size: tuple[int, int] = (192, 96),
+    size: tuple[int, int] = DEFAULT_SIZE,
     frames: tuple[int, int] = (4, 24),
     seed: int = 0,
     workers: int | None = None,
@@ -932,12 +932,14 @@ def _frames_arg(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2] or match[1])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = cli.OneLineParser(
-        prog="python -m jersey_ray.synth",
-        description="Generate the built-in synthetic jersey-number tracklets in the reference "
-        "layout OUT/<jersey>/<track>/<sequence>/{anchor.jpg,f1.jpg,...}.",
-    )
+DESCRIPTION = (
+    "Generate the built-in synthetic jersey-number tracklets in the reference layout "
+    "OUT/<jersey>/<track>/<sequence>/{anchor.jpg,f1.jpg,...}."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The generator's options (``python -m jersey_ray.data synth``)."""
     p.add_argument("out", type=Path, metavar="OUT", help="output folder (must be empty or new)")
     p.add_argument(
         "--sequences",
@@ -956,9 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size",
         type=cli.size,
-        default=(192, 96),
+        default=DEFAULT_SIZE,
         metavar="HxW",
-        help="frame size, height x width (default 192x96)",
+        help=f"frame size, height x width (default {cli.EXAMPLE_SIZE})",
     )
     p.add_argument(
         "--frames",
@@ -992,11 +994,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT data set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p  # fmt: skip
 
 
-def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Generate from parsed :func:`add_arguments` options and print what was written."""
     summary = generate(
         args.out, sequences=args.sequences, numbers=args.numbers, size=args.size,
         frames=args.frames, seed=args.seed, workers=args.workers, progress=not args.no_progress,
@@ -1005,11 +1006,3 @@ def _main(argv: list[str]) -> int:
     print(summary.line())
     print(summary.classes_line())
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(partial(_main, sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
 """The model zoo: the reference study's 18 models by id, built exactly, with the bugs fixed.
 
 ``build_model(model_id, pretrained)`` returns an ``nn.Module`` with ``param_groups()``
-("backbone" / "temporal" / "heads", together every trainable parameter once). Phase 0 models
-take images [B,3,H,W]; sequence models take ``(frames, mask)``, frames padded [B,T,3,H,W] or
-packed [N,3,H,W]. All return ``(tens [B,11], ones [B,10])``, attention models also the frame
-weights [B,T]. Architectures are pinned by the report's parameter counts (``report_params``).
+("backbone" / "temporal" / "heads", together every trainable parameter once). Every model takes
+``(frames, mask)`` and returns a :class:`~jersey_ray.models.heads.ModelOutput` (the contract is
+in :mod:`jersey_ray.models.heads`). Architectures are pinned by the report's parameter counts
+(``report_params``). :func:`protocol` is the training protocol of a model's phase.
 """
 
 from __future__ import annotations
@@ -23,18 +23,21 @@ from jersey_ray.models.attention import (
     TopKPool,
 )
 from jersey_ray.models.backbones import WeightsError, build_backbone
+from jersey_ray.models.heads import ModelOutput
 from jersey_ray.models.recurrent import LengthAwareRNN
 from jersey_ray.models.sequence import SequenceModel
 from jersey_ray.models.single import SingleFrameModel
 
 __all__ = [
     "REGISTRY",
+    "ModelOutput",
     "ModelSpec",
     "UnknownModelError",
     "WeightsError",
     "build_model",
     "count_params",
     "get_spec",
+    "protocol",
 ]
 
 HIDDEN = 128  # report-spec 2.4: hidden size 128, one layer
@@ -51,8 +54,6 @@ class ModelSpec:
     phase: str  # "phase0" | "phaseA" | "phaseB"
     display: str
     description: str  # one line: the formulation the code actually computes
-    sequence: bool
-    attention: bool
     build: Callable[[str], nn.Module]  # pretrained ("imagenet" | "none" | PATH) -> model
     report_params: int  # trainable parameters in the report's tables
     note: str = ""  # why our count differs from the report's, where it does
@@ -100,9 +101,7 @@ _TOPK = (
 def _phase0(mid: str, display: str, backbone: str, params: int, what: str) -> ModelSpec:
     note = _LITE0_NOTE if mid == "basic_effl0" else ""
     description = f"{what} {_ANCHOR}"
-    return ModelSpec(
-        mid, "phase0", display, description, False, False, _single(backbone), params, note
-    )
+    return ModelSpec(mid, "phase0", display, description, _single(backbone), params, note)
 
 
 def _phase_a(mid: str, display: str, kind: str, bidirectional: bool, params: int) -> ModelSpec:
@@ -113,7 +112,7 @@ def _phase_a(mid: str, display: str, kind: str, bidirectional: bool, params: int
     description = f"ResNet-18 on the real frames -> {how.format(_RNN_NAMES[kind])} -> heads"
     pooling = "mean" if bidirectional else "final"
     build = _sequence(kind, bidirectional, pooling)
-    return ModelSpec(mid, "phaseA", display, description, True, False, build, params)
+    return ModelSpec(mid, "phaseA", display, description, build, params)
 
 
 def _phase_b(mid: str, display: str, pool: type[nn.Module], params: int, how: str) -> ModelSpec:
@@ -121,7 +120,7 @@ def _phase_b(mid: str, display: str, pool: type[nn.Module], params: int, how: st
     gru = "BiGRU" if bidirectional else "UniGRU"
     description = f"ResNet-18 on the real frames -> {gru} (H=128) -> {how} -> weighted sum -> heads"
     build = _attention(bidirectional, pool)
-    return ModelSpec(mid, "phaseB", display, description, True, True, build, params)
+    return ModelSpec(mid, "phaseB", display, description, build, params)
 
 
 _SPECS = [
@@ -199,6 +198,21 @@ def get_spec(model_id: str) -> ModelSpec:
     except KeyError:
         valid = ", ".join(REGISTRY)
         raise UnknownModelError(f"unknown model id {model_id!r}; valid ids: {valid}") from None
+
+
+PROTOCOLS: dict[str, dict[str, str]] = {
+    "phase0": {"lr_scheme": "uniform"},
+    "phaseA": {"lr_scheme": "discriminative"},
+    "phaseB": {"lr_scheme": "discriminative"},
+}
+"""The report's protocol per phase (decisions.md): Phase 0 trains with one LR (1e-3); Phases A
+and B with discriminative LRs (backbone 1e-4, the rest 3e-4; report-spec 8.7). The rates
+themselves are TrainConfig's defaults."""
+
+
+def protocol(model_id: str) -> dict[str, str]:
+    """TrainConfig overrides of ``model_id``'s phase: the layer right above the defaults."""
+    return dict(PROTOCOLS[get_spec(model_id).phase])
 
 
 def build_model(model_id: str, pretrained: str = "none") -> nn.Module:

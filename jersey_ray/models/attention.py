@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from jersey_ray.models.heads import DigitHeads
+from jersey_ray.models.heads import DigitHeads, ModelOutput
 from jersey_ray.models.recurrent import LengthAwareRNN
 from jersey_ray.models.sequence import RecurrentModel
 
@@ -32,6 +32,9 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class AdditivePool(nn.Module):
     """Bahdanau-style: e_t = v . tanh(W_q q + W_k o_t), q = the RNN's final states."""
 
+    shift_invariant: tuple[str, ...] = ()
+    """Parameters the softmax cannot see: none (the tanh is not shift-invariant)."""
+
     def __init__(self, features: int, attention_dim: int = 128) -> None:
         super().__init__()
         self.attn_query = nn.Linear(features, attention_dim)
@@ -49,7 +52,13 @@ class DotProductPool(nn.Module):
     """Scaled dot product with a summary query: e_t = (W_q q) . (W_k o_t) / sqrt(d_attn).
 
     The reference calls it "Luong", but there is no decoder state: q is the RNN's final states.
+    The key bias adds the same (b_k . W_q q) to every frame's score, and a softmax ignores a
+    shift shared by all its inputs, so that bias gets an exact zero gradient and never learns;
+    it stays because the report's parameter counts include it.
     """
+
+    shift_invariant = ("attn_key.bias",)
+    """Parameters the softmax cannot see (their true gradient is 0)."""
 
     def __init__(self, features: int, attention_dim: int = 128) -> None:
         super().__init__()
@@ -70,7 +79,15 @@ def _scorer(features: int, hidden: int = 64) -> nn.Sequential:
 
 
 class GatePool(nn.Module):
-    """Per-frame MLP score, softmax over valid frames (the reference's "gate" is not a sigmoid)."""
+    """Per-frame MLP score, softmax over valid frames (the reference's "gate" is not a sigmoid).
+
+    The scorer's last bias shifts every frame's score alike, which the softmax ignores: its true
+    gradient is exactly 0 (a float result is 0 or a rounding residue, depending on the order of
+    operations). It cannot learn and stays only because the report's parameter counts include it.
+    """
+
+    shift_invariant = ("gate_mlp.2.bias",)
+    """Parameters the softmax cannot see (their true gradient is 0)."""
 
     def __init__(self, features: int) -> None:
         super().__init__()
@@ -87,8 +104,13 @@ class TopKPool(nn.Module):
     length) best valid frames, renormalised there, zero elsewhere (decisions row 4).
 
     Deterministic and the same in train and eval; the reference calls it "Hard-Concrete" but has
-    no stochastic relaxation. Equal to its top-k-then-renormalise of the full softmax.
+    no stochastic relaxation. Equal to its top-k-then-renormalise of the full softmax. As in
+    :class:`GatePool`, the scorer's last bias shifts every score alike (the ranking and the
+    softmax ignore it): its true gradient is 0 and it stays for the report's parameter counts.
     """
+
+    shift_invariant = ("score_mlp.2.bias",)
+    """Parameters the ranking and the softmax cannot see (their true gradient is 0)."""
 
     def __init__(self, features: int, top_k: int = 3, temperature: float = 0.1) -> None:
         super().__init__()
@@ -110,7 +132,7 @@ class TopKPool(nn.Module):
 class AttentionModel(RecurrentModel):
     """CNN per real frame -> LengthAwareRNN -> attention pooling of the outputs -> heads.
 
-    ``forward(frames, mask)`` returns ``(tens [B,11], ones [B,10], weights [B,T])``.
+    ``forward(frames, mask)`` returns a :class:`ModelOutput` with the weights [B,T].
     """
 
     def __init__(self, backbone: nn.Module, rnn: LengthAwareRNN, pool: nn.Module) -> None:
@@ -118,10 +140,9 @@ class AttentionModel(RecurrentModel):
         self.pool = pool
         self.heads = DigitHeads(rnn.out_features)
 
-    def forward(
-        self, frames: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> ModelOutput:
         outputs, final, _ = self.encode(frames, mask)
         weights = self.pool(outputs, final, mask)
         context = torch.bmm(weights[:, None].to(outputs.dtype), outputs).squeeze(1)
-        return (*self.heads(context), weights)
+        tens, ones = self.heads(context)
+        return ModelOutput(tens, ones, weights)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from jersey_ray.models.heads import DigitHeads, GroupedModel
+from jersey_ray.models.heads import DigitHeads, GroupedModel, ModelOutput
 from jersey_ray.models.recurrent import LengthAwareRNN
 
 
@@ -60,7 +60,7 @@ class RecurrentModel(GroupedModel):
 class SequenceModel(RecurrentModel):
     """CNN per real frame -> LengthAwareRNN -> masked mean over valid steps or final state -> heads.
 
-    ``forward(frames, mask [B,T] bool)`` returns ``(tens [B,11], ones [B,10])``.
+    ``forward(frames, mask [B,T] bool)`` returns a :class:`ModelOutput` without weights.
     """
 
     def __init__(self, backbone: nn.Module, rnn: LengthAwareRNN, pooling: str) -> None:
@@ -70,12 +70,11 @@ class SequenceModel(RecurrentModel):
         self.pooling = pooling
         self.heads = DigitHeads(rnn.out_features)
 
-    def forward(
-        self, frames: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> ModelOutput:
         outputs, final, lengths = self.encode(frames, mask)
         if self.pooling == "mean":  # outputs are zero on padding
             pooled = outputs.sum(dim=1) / lengths.clamp(min=1)[:, None]
         else:
             pooled = final
-        return self.heads(pooled)
+        tens, ones = self.heads(pooled)
+        return ModelOutput(tens, ones, None)

@@ -18,13 +18,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from jersey_ray.metrics import N_ONES, N_TENS, number_string
+from jersey_ray.metrics import number_string
+from jersey_ray.plots import confusion_figure
 
 DPI = 110
 MISTAKES_CAP = 24
 """Rows on the mistakes sheet; the sheet states the total."""
-TENS_LABELS = [str(d) for d in range(10)] + ["blank"]
-ONES_LABELS = [str(d) for d in range(10)]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -108,52 +107,12 @@ def accuracy_vs_params(
     return _save(fig, path)
 
 
-def confusion_counts(true: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
-    """``[true, predicted]`` counts."""
-    return np.bincount(true * n + pred, minlength=n * n).reshape(n, n)
-
-
-def _confusion_axes(ax: Any, counts: np.ndarray, labels: list[str], name: str) -> Any:
-    rows = counts.sum(1, keepdims=True)
-    pct = np.divide(100.0 * counts, rows, out=np.zeros(counts.shape), where=rows > 0)
-    image = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
-    for (i, j), c in np.ndenumerate(counts):
-        if c:
-            ax.text(
-                j,
-                i,
-                str(c),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if pct[i, j] > 60 else "black",
-            )
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlabel(f"predicted {name}")
-    ax.set_ylabel(f"true {name}")
-    acc = np.trace(counts) / max(counts.sum(), 1)
-    ax.set_title(f"{name} digit: accuracy {acc:.4f} (n={counts.sum()})")
-    return image
-
-
-def confusion_figure(
-    tens: tuple[np.ndarray, np.ndarray],
-    ones: tuple[np.ndarray, np.ndarray],
-    path: Path,
-    *,
-    title: str,
+def confusion_png(
+    truth: dict[str, np.ndarray], pred: dict[str, np.ndarray], path: Path, *, title: str
 ) -> Path:
-    """Tens (11x11 with blank) and ones (10x10) confusion matrices: colour = row %, text = count.
-
-    ``tens`` and ``ones`` are (true, predicted) label arrays.
-    """
-    fig = Figure(figsize=(14, 6.5))
-    axes = fig.subplots(1, 2)
-    _confusion_axes(axes[0], confusion_counts(*tens, N_TENS), TENS_LABELS, "tens")
-    image = _confusion_axes(axes[1], confusion_counts(*ones, N_ONES), ONES_LABELS, "ones")
-    fig.colorbar(image, ax=list(axes), label="% of the true class (row)", shrink=0.8)
-    fig.suptitle(f"Test-split confusion matrices\n{title}", fontsize=10)
+    """Tens (11x11 with blank) and ones (10x10) confusion matrices side by side: colour = row %,
+    text = count. ``truth`` and ``pred`` map "tens"/"ones" to label arrays."""
+    fig = confusion_figure(truth, pred, ("tens", "ones"), f"Test-split confusion matrices\n{title}")
     return _save(fig, path)
 
 
@@ -262,41 +221,39 @@ def _mistake_row(fig: Figure, grid: Any, m: Mistake, t_max: int, attention: bool
     bars.tick_params(labelsize=6)
 
 
-def _test_predictions(checkpoint: Path, cache: str) -> tuple[Any, Any, bool]:
-    # torch, the model zoo and the loader are needed only here: import them only when used
+def _test_predictions(checkpoint: Path, cache: str) -> tuple[Any, Any]:
+    # torch and the trial layer are needed only here: import them only when used
     import torch
 
+    from jersey_ray.cache.loader import load_split
     from jersey_ray.errors import UserError
-    from jersey_ray.loader import load_split
-    from jersey_ray.models import get_spec
-    from jersey_ray.predict import load_checkpoint, predict
+    from jersey_ray.train.checkpoint import load_model
+    from jersey_ray.train.evaluate import evaluate
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, cfg, _ = load_checkpoint(checkpoint, device=device)
-    spec = get_spec(cfg.model)
+    trained = load_model(checkpoint, device=device)
     data = load_split(cache, "test", device)
-    if tuple(data.size) != tuple(cfg.size):
+    if tuple(data.size) != trained.data.size:
         raise UserError(
-            f"{checkpoint} was trained on {cfg.size} frames but the cache {cache} has {data.size}"
+            f"{checkpoint} was trained on {trained.data.size} frames but the cache {cache} "
+            f"has {tuple(data.size)}"
         )
-    preds = predict(model, data, sequence=spec.sequence, attention=spec.attention, device=device)
-    return data, preds, spec.sequence
+    preds = evaluate(trained.model, data, batch_size=trained.train.eval_batch_size, keep=True)
+    return data, preds.predictions, trained.model.input_frames
 
 
 def error_figures(checkpoint: Path, cache: str, out_dir: Path, *, title: str) -> list[str]:
     """Confusion matrices and the mistakes sheet of one checkpoint on the cache's test split."""
-    data, preds, sequence = _test_predictions(checkpoint, cache)
-    truth = data.tens.cpu().numpy(), data.ones.cpu().numpy()
+    data, preds, input_frames = _test_predictions(checkpoint, cache)
+    truth = {"tens": data.tens.cpu().numpy(), "ones": data.ones.cpu().numpy()}
     tens_prob, ones_prob = preds.tens_prob.numpy(), preds.ones_prob.numpy()
-    pred = tens_prob.argmax(1), ones_prob.argmax(1)
-    rows = np.arange(len(pred[0]))
-    conf = tens_prob[rows, pred[0]] * ones_prob[rows, pred[1]]
-    confusion = confusion_figure(
-        (truth[0], pred[0]), (truth[1], pred[1]), out_dir / "confusion.png", title=title
-    )
-    wrong = np.flatnonzero((truth[0] != pred[0]) | (truth[1] != pred[1]))
+    pred = {"tens": tens_prob.argmax(1), "ones": ones_prob.argmax(1)}
+    rows = np.arange(len(pred["tens"]))
+    conf = tens_prob[rows, pred["tens"]] * ones_prob[rows, pred["ones"]]
+    confusion = confusion_png(truth, pred, out_dir / "confusion.png", title=title)
+    wrong = np.flatnonzero((truth["tens"] != pred["tens"]) | (truth["ones"] != pred["ones"]))
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:MISTAKES_CAP]
-    mistakes = [_mistake(data, preds.weights, sequence, int(i), pred, conf) for i in order]
+    mistakes = [_mistake(data, preds.weights, input_frames, int(i), pred, conf) for i in order]
     sheet = mistakes_sheet(
         mistakes, out_dir / "mistakes.png", title=title, total=len(wrong), n_test=len(rows)
     )
@@ -304,23 +261,17 @@ def error_figures(checkpoint: Path, cache: str, out_dir: Path, *, title: str) ->
 
 
 def _mistake(
-    data: Any,
-    weights: Any,
-    sequence: bool,
-    i: int,
-    pred: tuple[np.ndarray, np.ndarray],
-    conf: np.ndarray,
+    data: Any, weights: Any, input_frames: int | None, i: int, pred: dict, conf: np.ndarray
 ) -> Mistake:
+    """Sequence ``i`` as the model saw it: its frames from the anchor on (all of them, or the
+    model's ``input_frames``)."""
     start, length = int(data.offsets[i]), int(data.lengths[i])
-    frames = data.frames[start : start + length].cpu().numpy()
-    if not sequence:  # a single-frame model saw only the anchor
-        anchor = int(data.anchor[i])
-        frames = frames[anchor : anchor + 1]
+    seen = length if input_frames is None else min(length, input_frames)
     return Mistake(
         seq_id=data.seq_id[i],
-        frames=frames,
+        frames=data.frames[start : start + seen].cpu().numpy(),
         truth=(int(data.tens[i]), int(data.ones[i])),
-        pred=(int(pred[0][i]), int(pred[1][i])),
+        pred=(int(pred["tens"][i]), int(pred["ones"][i])),
         confidence=float(conf[i]),
-        weights=None if weights is None else weights[i, :length].numpy(),
+        weights=None if weights is None else weights[i, :seen].numpy(),
     )

@@ -273,6 +273,34 @@ def latest_checkpoint(trial: Trial) -> Path | None:
     return found[-1] if found else None
 
 
+CHOICE_RULE = (
+    f"highest {BEST_VAL_ACC_NUMBER} among the finished trials (validation only, never a test "
+    "metric)"
+)
+
+
+def chosen_checkpoint(run: Run) -> tuple[Trial, Path]:
+    """The trial chosen on validation (:func:`choose_on_validation`) and its latest best.pt:
+    the model the collector analyses, the benchmark times and ``predict`` uses. A UserError
+    says why there is none."""
+    trial = choose_on_validation(run.trials)
+    if trial is None:
+        status = ", ".join(
+            f"{sum(t.status == s for t in run.trials)} {s}"
+            for s in sorted({t.status for t in run.trials})
+        )
+        raise UserError(
+            f"{run.path}: no finished trial to choose from ({status or 'no trials'}); "
+            "finish the sweep (--resume)"
+        )
+    path = latest_checkpoint(trial)
+    if path is None:
+        raise UserError(
+            f"no checkpoint_*/best.pt in `{trial.dir}` (the trial chosen on validation)"
+        )
+    return trial, path
+
+
 def failed_trials(run: Run) -> list[dict[str, Any]]:
     return [
         {

@@ -1,13 +1,13 @@
 """Turn a sweep's run folder into a phase table (``table.md``, ``table.csv``, ``summary.json``),
 figures, and the results index.
 
-``python -m jersey_ray.collect RUN_DIR [--out DIR]``; the sweep calls :func:`collect` at its end.
+``python -m jersey_ray.results RUN_DIR [--out DIR]``; the sweep calls :func:`collect` at its end.
 
-Numbers come only from what the trials reported through Tune (read by :mod:`jersey_ray.runs`);
-logs and TensorBoard files are never parsed. Statistics over seeds use the sample std (ddof 1)
-and say so; comparisons between models are Welch's t intervals over seeds
-(:mod:`jersey_ray.stats`), so a reader sees which gains are larger than the seed-to-seed noise.
-Every model or trial choice is made on validation metrics. Rendering is :mod:`jersey_ray.tables`.
+Numbers come only from what the trials reported through Tune (read by :mod:`.runs`); logs and
+TensorBoard files are never parsed. Statistics over seeds use the sample std (ddof 1) and say
+so; comparisons between models are Welch's t intervals over seeds (:mod:`.stats`), so a reader
+sees which gains are larger than the seed-to-seed noise. Every model or trial choice is made on
+validation metrics. Rendering is :mod:`.tables`.
 """
 
 from __future__ import annotations
@@ -15,29 +15,28 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from jersey_ray import cli, figures, reference
 from jersey_ray import metrics as M
-from jersey_ray.errors import UserError, run_cli
-from jersey_ray.runs import (
+from jersey_ray.errors import UserError
+from jersey_ray.results import figures, reference
+from jersey_ray.results.runs import (
+    CHOICE_RULE,
     Run,
     Trial,
     best_config_on_validation,
-    choose_on_validation,
+    chosen_checkpoint,
     failed_trials,
-    latest_checkpoint,
     read_run,
     record_skip,
     searched_key,
     searched_names,
     unfinished_trials,
 )
-from jersey_ray.stats import CI_METHOD, CONFIDENCE, STD_LABEL, describe, welch
-from jersey_ray.tables import TEST_KEYS, render_csv, render_markdown, write_index
+from jersey_ray.results.stats import CI_METHOD, CONFIDENCE, STD_LABEL, describe, welch
+from jersey_ray.results.tables import TEST_KEYS, render_csv, render_markdown, write_index
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +267,9 @@ def report_check(phase: str) -> dict[str, Any] | None:
     base = reference.report_row(baseline_id)
     if base is None:  # the packaged table and REPORT_BASELINE disagree: a packaging bug
         raise RuntimeError(
-            f"jersey_ray/report_tables.csv has no row for {baseline_id}, the {phase} baseline "
-            "named in reference.REPORT_BASELINE; reinstall jersey-ray or fix the package data"
+            f"jersey_ray/results/report_tables.csv has no row for {baseline_id}, the {phase} "
+            "baseline named in reference.REPORT_BASELINE; reinstall jersey-ray or fix the package "
+            "data"
         )
     n = reference.REPORT_N
 
@@ -354,21 +354,18 @@ def _label(rec: dict[str, Any]) -> str:
 
 def _analysis(run: Run, out_dir: Path) -> tuple[list[str], list[str]]:
     """Confusion matrices and the mistakes sheet of the run chosen on validation."""
-    chosen = choose_on_validation(run.trials)
-    if chosen is None:
-        return [], ["Analysis figures skipped: no finished trial reported best_val_acc_number."]
-    ckpt = latest_checkpoint(chosen)
-    if ckpt is None:
-        return [], [f"Analysis figures skipped: no checkpoint_*/best.pt in `{chosen.dir}`."]
+    try:
+        chosen, ckpt = chosen_checkpoint(run)
+    except UserError as err:
+        return [], [f"Analysis figures skipped: {err}"]
     cache = str((run.sweep.get("data") or {}).get("cache") or "")
     if not cache or ("://" not in cache and not Path(cache).exists()):
         return [], [
             f"Analysis figures skipped: the cache named in sweep.json ({cache!r}) is absent."
         ]
-    rule = f"highest {M.BEST_VAL_ACC_NUMBER} among finished trials, never a test metric"
     title = (
         f"{display_name(chosen.model)} ({chosen.config}), seed {chosen.seed}; chosen on "
-        f"validation: {rule} ({chosen.last[M.BEST_VAL_ACC_NUMBER]:.4f})"
+        f"validation: {CHOICE_RULE} ({chosen.last[M.BEST_VAL_ACC_NUMBER]:.4f})"
     )
     try:
         names = figures.error_figures(ckpt, cache, out_dir, title=title)
@@ -439,35 +436,3 @@ def collect(run_dir: Path | str, out_dir: Path | str | None = None) -> dict[str,
     (out / "table.md").write_text(render_markdown(summary), encoding="utf-8")
     write_index(out.parent)
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.OneLineParser(
-        prog="python -m jersey_ray.collect",
-        description="Turn a sweep's run folder into a phase table (table.md, table.csv, "
-        "summary.json) and figures, from what the trials reported, and regenerate the results "
-        "index (README.md in the parent of the output folder).",
-    )
-    parser.add_argument("run_dir", type=Path, help="the sweep's run folder (results/runs/<name>)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output folder (default: results/<phase>/, phase from RUN_DIR/sweep.json)",
-    )
-
-    def run() -> int:
-        args = parser.parse_args(argv)
-        summary = collect(args.run_dir, args.out)
-        done = sum(r["n_finished"] for r in summary["models"])
-        print(
-            f"{summary['table_md']}: {len(summary['models'])} configurations, {done} finished "
-            f"trials, {len(summary['failed'])} failed, {len(summary['skipped'])} skipped inputs"
-        )
-        return 0
-
-    return run_cli(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from jersey_ray import metrics
 from jersey_ray.errors import UserError
-from jersey_ray.runs import SEED_KEY, config_key
+from jersey_ray.results.runs import SEED_KEY, config_key
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController

@@ -44,7 +44,7 @@ BLUR_RADII = (1.0, 1.5, 2.0)
 NOISE_P = 0.2
 NOISE_SIGMA = (0.01, 0.03)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
-_CPU_CHUNK = 32  # frames: ~7 MB of float32 at 192x96, cache-sized
+_CPU_CHUNK = 32  # frames: ~7 MB of float32 at the report's size, cache-sized
 _BLUR_HALF = math.ceil(3 * max(BLUR_RADII))  # taps beyond 3 sigma of the widest kernel are ~0
 
 

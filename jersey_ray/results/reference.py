@@ -70,7 +70,7 @@ def report_rows() -> dict[str, ReportRow]:
 
 
 def _packaged(name: str) -> str:
-    return resources.files("jersey_ray").joinpath(name).read_text("utf-8")
+    return resources.files("jersey_ray.results").joinpath(name).read_text("utf-8")
 
 
 def report_row(model_id: str) -> ReportRow | None:

@@ -1,18 +1,22 @@
 """A split of the cache as one uint8 frame tensor on the device, and batches drawn from it.
 
 :func:`load_split` reads the split's Parquet shards with pyarrow (no Ray) into ``frames``
-[F, H, W, 3] uint8 plus per-sequence offsets, lengths and anchors. On CUDA the frames stay
-resident on the GPU (the reference-size data set is about 5 GB at 192x96); on the CPU they are
-pinned when a CUDA driver is present (pinning needs one), plain memory otherwise. The cache is
-verified first (sha256 of every shard, once per process for an unchanged cache).
+[F, H, W, 3] uint8 plus per-sequence offsets and lengths. On CUDA the frames stay resident on
+the GPU (the report's data set is about 5 GB at its full size); on the CPU they are pinned when
+a CUDA driver is present (pinning needs one), plain memory otherwise. The cache is verified
+first (sha256 of every shard, once per process for an unchanged cache).
 
 :func:`iter_batches` draws an epoch by index with a seeded CPU generator and gathers on the
 device. All index arithmetic for the epoch is done once on the host from host tensors and moved
 to the device in one transfer; per step there are only device-side slices and gathers with
-host-known shapes, so the loader never waits for the device. Sequence batches hold the *packed*
-real frames [n_valid, 3, H, W] (sequence-major, i.e. ``padded[mask]`` order) and a [B, T] mask;
-Phase 0 batches hold the anchor frames [B, 3, H, W]. Frames come out float32, channels_last,
-ImageNet-normalized, augmented on the device in train mode (:mod:`jersey_ray.augment`).
+host-known shapes, so the loader never waits for the device.
+
+Every batch has the one shape every model takes (:class:`Batch`): the *packed* real frames
+[N, 3, H, W] (sequence-major, i.e. ``padded[mask]`` order) and a [B, T] mask. The anchor is
+each sequence's first stored frame, so ``frames=1`` gives single-frame models the anchors only
+([B, 3, H, W] with a [B, 1] mask) without loading the rest. Frames come out float32,
+channels_last, ImageNet-normalized, augmented on the device in train mode
+(:mod:`jersey_ray.cache.augment`).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from jersey_ray.augment import to_model_input
-from jersey_ray.cache import MANIFEST, CacheError, cache_filesystem, verify_cache
+from jersey_ray.cache.augment import to_model_input
+from jersey_ray.cache.store import MANIFEST, CacheError, cache_filesystem, data_config, verify_cache
 
 DEFAULT_BATCH_SIZE = 64
 _VERIFIED: dict[tuple, dict] = {}
@@ -40,9 +44,8 @@ class SplitData:
     split: str
     size: tuple[int, int]
     frames: torch.Tensor  # [F, H, W, 3] uint8, on the device (CUDA) or host (pinned if possible)
-    offsets: torch.Tensor  # [N] int64 host: first frame of each sequence in ``frames``
+    offsets: torch.Tensor  # [N] int64 host: first frame (the anchor) of each sequence
     lengths: torch.Tensor  # [N] int64 host
-    anchor: torch.Tensor  # [N] int64 host: anchor index within the sequence
     tens: torch.Tensor  # [N] int64 on the device
     ones: torch.Tensor  # [N] int64 on the device
     jersey: list[str]
@@ -55,8 +58,10 @@ class SplitData:
 
 @dataclass
 class Batch:
-    frames: torch.Tensor  # [n_valid, 3, H, W] packed (sequence) or [B, 3, H, W] anchors
-    mask: torch.Tensor | None  # [B, T] bool on the device; None for Phase 0
+    """What every model takes: ``model(batch.frames, batch.mask)``."""
+
+    frames: torch.Tensor  # [N, 3, H, W] the real frames, packed sequence-major
+    mask: torch.Tensor  # [B, T] bool on the device, True for t < length
     tens: torch.Tensor  # [B] int64 on the device
     ones: torch.Tensor  # [B] int64 on the device
     index: torch.Tensor  # [B] int64 host: rows of the split
@@ -108,7 +113,7 @@ def load_split(cache: str | os.PathLike, split: str, device: str | torch.device)
     if split not in manifest["counts"]["splits"]:
         have = ", ".join(manifest["counts"]["splits"])
         raise CacheError(f"{cache}: no split {split!r}; the cache has {have}")
-    height, width = manifest["size"]
+    height, width = data_config(manifest).size
     fs, base = cache_filesystem(cache)
     shards = [s for s in manifest["shards"] if s["split"] == split]
     total = manifest["counts"]["splits"][split]["frames"]
@@ -125,6 +130,8 @@ def load_split(cache: str | os.PathLike, split: str, device: str | torch.device)
             names[k] += table.column(k).to_pylist()
     if at != total:
         raise CacheError(f"{cache}: split {split} holds {at} frames, manifest says {total}")
+    if _concat(cols["anchor"]).any():  # the build stores the anchor first: batches rely on it
+        raise CacheError(f"{cache}: split {split} has anchors off the first frame; rebuild it")
     lengths = _concat(cols["n_frames"])
     return SplitData(
         split=split,
@@ -132,7 +139,6 @@ def load_split(cache: str | os.PathLike, split: str, device: str | torch.device)
         frames=frames,
         offsets=torch.cumsum(lengths, 0) - lengths,
         lengths=lengths,
-        anchor=_concat(cols["anchor"]),
         tens=_concat(cols["tens"]).to(device),
         ones=_concat(cols["ones"]).to(device),
         **names,
@@ -173,11 +179,8 @@ def _copy_frames(column: pa.ChunkedArray, frames: torch.Tensor, at: int, frame_b
     return at
 
 
-def _epoch_plan(data: SplitData, order: torch.Tensor, sequence: bool) -> torch.Tensor:
-    """Host frame indices of an epoch in ``order``: packed real frames, or the anchors."""
-    if not sequence:
-        return data.offsets[order] + data.anchor[order]
-    lengths = data.lengths[order]
+def _epoch_plan(data: SplitData, order: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Host frame indices of an epoch in ``order``: the first ``lengths`` frames of each."""
     starts = torch.repeat_interleave(data.offsets[order], lengths)
     within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(
         torch.cumsum(lengths, 0) - lengths, lengths
@@ -195,7 +198,7 @@ def iter_batches(
     data: SplitData,
     batch_size: int = DEFAULT_BATCH_SIZE,
     *,
-    sequence: bool,
+    frames: int | None = None,
     shuffle: bool,
     generator: torch.Generator | None = None,
     augment: bool = False,
@@ -203,8 +206,9 @@ def iter_batches(
 ) -> Iterator[Batch]:
     """One epoch of batches (drop_last False). See the module docstring.
 
-    ``generator`` (CPU) draws the shuffle; without one, torch's global generator does.
-    ``aug_generator`` must live on the frames' device when ``augment`` is set.
+    ``frames`` caps the frames taken per sequence, from the anchor on (a model's
+    ``input_frames``; None: all). ``generator`` (CPU) draws the shuffle; without one, torch's
+    global generator does. ``aug_generator`` must live on the frames' device when ``augment``.
     """
     n = len(data)
     if batch_size < 1:
@@ -213,26 +217,24 @@ def iter_batches(
         return
     device = data.frames.device
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    frame_idx = _epoch_plan(data, order, sequence)
     lengths = data.lengths[order]
-    ends = torch.cumsum(lengths, 0).tolist() if sequence else None
+    if frames is not None:
+        lengths = lengths.clamp(max=frames)
+    frame_idx = _epoch_plan(data, order, lengths)
+    ends = torch.cumsum(lengths, 0).tolist()
     order_dev = _to_device(order, device)
     frame_idx_dev = _to_device(frame_idx, device)
-    lengths_dev = _to_device(lengths, device) if sequence else None
-    steps = torch.arange(int(lengths.max()), device=device) if sequence else None
+    lengths_dev = _to_device(lengths, device)
+    steps = torch.arange(int(lengths.max()), device=device)
     for b0 in range(0, n, batch_size):
         b1 = min(b0 + batch_size, n)
-        if sequence:
-            f0, f1 = (ends[b0 - 1] if b0 else 0), ends[b1 - 1]
-            t = int(lengths[b0:b1].max())
-            mask = steps[:t].unsqueeze(0) < lengths_dev[b0:b1].unsqueeze(1)
-        else:
-            f0, f1, mask = b0, b1, None
+        f0, f1 = (ends[b0 - 1] if b0 else 0), ends[b1 - 1]
+        t = int(lengths[b0:b1].max())
         raw = data.frames.index_select(0, frame_idx_dev[f0:f1])
         rows = order_dev[b0:b1]
         yield Batch(
             frames=to_model_input(raw, augment=augment, generator=aug_generator),
-            mask=mask,
+            mask=steps[:t].unsqueeze(0) < lengths_dev[b0:b1].unsqueeze(1),
             tens=data.tens.index_select(0, rows),
             ones=data.ones.index_select(0, rows),
             index=order[b0:b1],

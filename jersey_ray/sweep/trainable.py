@@ -1,10 +1,12 @@
-"""The Ray Tune trainable: a thin adapter from a Tune trial to :func:`jersey_ray.train.train`.
+"""The Ray Tune trainable: a thin adapter from a Tune trial to
+:func:`jersey_ray.train.loop.train`.
 
-Tune hands the trial its flat config dict (a :class:`TrainConfig` as a dict) and, on a retry or
-``Tuner.restore``, its latest checkpoint. The trial reads the Parquet cache directly with
-pyarrow (no Ray Data inside trials, so trials can never starve Ray Data of CPUs), writes its
-artifacts (config.json, metrics.jsonl, TensorBoard events) into its Tune trial folder, and
-reports every epoch's metrics with a checkpoint through ``ray.tune.report``.
+Tune hands the trial its flat parameters (TrainConfig keys: model, seed, the sweep's axes and
+the keys every trial shares) and the cache path (``tune.with_parameters``), and on a retry or
+``Tuner.restore`` its latest checkpoint. The trial resolves its TrainConfig above its model's
+phase protocol, reads the cache directly with pyarrow (no Ray Data inside trials, so trials can
+never starve Ray Data of CPUs), writes its artifacts into its Tune trial folder, and reports
+every epoch's metrics with a checkpoint through ``ray.tune.report``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from typing import Any
 import ray
 from ray import tune
 
-from jersey_ray import metrics
-from jersey_ray.config import TrainConfig, from_dict
-from jersey_ray.loader import load_split
-from jersey_ray.train import resolve_device, train
+from jersey_ray.sweep.settings import trial_config
+from jersey_ray.train.loop import load_data, train
+from jersey_ray.train.step import resolve_device
 
 
 def _report(values: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -42,21 +43,20 @@ def _record_placement(out_dir: Path) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def run_trial(config: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any], cache: str) -> None:
     """Tune entry point: train one (model, seed, ...) configuration, resuming if Tune says so."""
     # One INFO line per checkpoint, forwarded to the driver's console from every trial
     # (48 in the demo); the checkpoints are listed in each trial's folder.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    cfg = from_dict(TrainConfig, config)
+    cfg = trial_config(config)
     out_dir = Path(tune.get_context().get_trial_dir())
-    device = resolve_device(cfg.device)
     _record_placement(out_dir)
-    data = {split: load_split(cfg.cache, split, device) for split in metrics.SPLITS}
+    data = load_data(cache, resolve_device(cfg.device))
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         train(cfg, data, out_dir, report=_report, progress=False)
         return
-    with tempfile.TemporaryDirectory(prefix="jersey-ray-resume-") as scratch:  # see train.py
+    with tempfile.TemporaryDirectory(prefix="jersey-ray-resume-") as scratch:  # see train.loop
         # Copy out: Tune may delete the checkpoint folder once this trial reports a newer one.
         with checkpoint.as_directory() as ckpt_dir:
             resume = Path(shutil.copytree(ckpt_dir, Path(scratch) / "ckpt"))

@@ -1,6 +1,6 @@
 """Rendering a phase summary: ``table.md`` (Markdown), ``table.csv``, and the results index.
 
-Everything here formats what :mod:`jersey_ray.collect` computed; no number is computed anew,
+Everything here formats what :mod:`jersey_ray.results.collect` computed; no number is computed anew,
 so the Markdown, the CSV and ``summary.json`` cannot disagree.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jersey_ray import metrics as M
-from jersey_ray import reference
-from jersey_ray.stats import CI_METHOD, CONFIDENCE
+from jersey_ray.results import reference
+from jersey_ray.results.stats import CI_METHOD, CONFIDENCE
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +431,7 @@ def write_index(results_root: Path) -> Path:
     lines = [
         "# Results",
         "",
-        "One table per phase, written by `python -m jersey_ray.collect RUN_DIR` from what the "
+        "One table per phase, written by `python -m jersey_ray.results RUN_DIR` from what the "
         "trials reported (this index is regenerated each time; do not edit it by hand). "
         "Compute: the sum over trials of Tune's time_total_s × GPUs per trial (CPUs when a "
         "trial has no GPU).",

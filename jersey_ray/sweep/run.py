@@ -1,0 +1,146 @@
+"""Running one resolved sweep: its cache, its trials under Tune, its record, and its table.
+
+:func:`run_sweep` builds (or reuses) the Parquet cache on the driver with Ray Data, sizes the
+trials on the cluster, writes ``sweep.json`` (the resolved settings, data, hardware), runs every
+trial under Tune and marks the sweep finished; :func:`finish` collects the run into its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from jersey_ray.cache.plan import cache_location
+from jersey_ray.config import DataConfig
+from jersey_ray.storage import is_uri, read_json, write_json
+from jersey_ray.sweep import preflight, tuner
+from jersey_ray.sweep.resources import Plan
+from jersey_ray.sweep.settings import Settings
+
+RUNS_DIR = Path("results/runs")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def data_record(cache: str, manifest: dict[str, Any], data: DataConfig) -> dict[str, Any]:
+    """``sweep.json``'s data section: what the collector and the results index show."""
+    return {
+        "root": data.root,
+        "cache": cache,
+        "fingerprint": manifest["fingerprint"],
+        "size": list(data.size),
+        "max_frames": data.max_frames,
+        "split": data.split,
+        "split_seed": data.split_seed,
+        "heldout_numbers": list(data.heldout_numbers),
+        "counts": {s: c["sequences"] for s, c in manifest["counts"]["splits"].items()},
+    }
+
+
+def sweep_record(
+    settings: Settings, plan: Plan, shape: dict, data: dict, n_params: dict[str, int]
+) -> dict[str, Any]:
+    spec = settings.spec
+    epochs = {cfg.epochs for cfg in settings.train.values()}
+    return {
+        "name": spec.name,
+        "phase": spec.phase,
+        "description": spec.description,
+        "reference": spec.reference,
+        "models": list(spec.models),
+        "seeds": list(spec.seeds),
+        "axes": {k: list(v) for k, v in spec.axes.items()},
+        "epochs": epochs.pop() if len(epochs) == 1 else sorted(epochs),
+        "scheduler": spec.scheduler,
+        "gpus_per_trial": plan.gpus_per_trial,
+        "cpus_per_trial": plan.cpus_per_trial,
+        "hardware": shape,
+        "data": data,
+        "settings": settings.record(),
+        "params": n_params,
+        "started": now(),
+        "finished": None,
+    }
+
+
+def cache_base(storage: str) -> str:
+    """Local runs cache under results/cache; a cluster (URI storage) caches beside its runs."""
+    from jersey_ray.cache.plan import DEFAULT_CACHE_ROOT
+
+    return f"{storage}/_cache" if is_uri(storage) else str(DEFAULT_CACHE_ROOT)
+
+
+def run_sweep(
+    settings: Settings, opts: argparse.Namespace, exp_path: str, n_params: dict[str, int]
+) -> str:
+    """Run one sweep to completion (or interruption); returns the experiment path."""
+    from jersey_ray.cache.build import build_cache
+    from jersey_ray.cache.store import data_config, verify_cache
+
+    spec = settings.spec
+    storage = exp_path.rsplit("/", 1)[0]
+    cache = build_cache(settings.data, cache_location(settings.data, cache_base(storage)))
+    verify_cache(cache.path)  # every trial checks it too; a corrupt shard should stop us here
+    built = data_config(cache.manifest)
+    shape = preflight.cluster_shape()
+    n_trials = len(spec.models) * len(spec.seeds) * _axes_product(spec.axes)
+    batch = max(cfg.batch_size for cfg in settings.train.values())
+    plan = preflight.plan_trials(shape, cache.manifest, built, batch, opts, n_trials)
+    fixed = {
+        **settings.overrides,
+        "device": "cuda" if plan.gpus_per_trial else "cpu",
+        "gpu_fraction": plan.gpus_per_trial if plan.gpus_per_trial < 1 else 0.0,
+    }
+    if not opts.resume:
+        data = data_record(cache.path, cache.manifest, built)
+        write_json(f"{exp_path}/sweep.json", sweep_record(settings, plan, shape, data, n_params))
+    epochs = max(cfg.epochs for cfg in settings.train.values())
+    print(
+        f"sweep {spec.name}: {n_trials} trials ({len(spec.models)} models x {len(spec.seeds)} "
+        f"seeds), {epochs} epochs, {spec.scheduler}, preset {settings.preset.name}; "
+        f"{plan.describe()}"
+    )
+    print(f"watch live: tensorboard --logdir {preflight.display(exp_path)}")
+    scheduler = tuner.make_scheduler(spec, epochs)
+    space = tuner.param_space(spec, fixed)
+    tune_run = tuner.make_tuner(spec, space, plan, scheduler, exp_path, cache.path, opts)
+    with tuner.without_tune_tensorboard():
+        tune_run.fit()
+    record = read_json(f"{exp_path}/sweep.json")
+    record["finished"] = now()
+    write_json(f"{exp_path}/sweep.json", record)
+    return exp_path
+
+
+def _axes_product(axes: dict[str, tuple]) -> int:
+    n = 1
+    for values in axes.values():
+        n *= len(values)
+    return n
+
+
+def finish(exp_path: str, out: str | None) -> int:
+    """Collect the run into its table, print it and say what is unfinished."""
+    from jersey_ray.results.collect import collect
+
+    local = exp_path
+    if is_uri(exp_path):
+        import pyarrow.fs
+
+        local = str((RUNS_DIR / exp_path.rsplit("/", 1)[1]).resolve())
+        pyarrow.fs.copy_files(exp_path, local)
+    summary = collect(local, out)
+    print(Path(summary["table_md"]).read_text())
+    unfinished, failed = summary.get("unfinished", []), summary.get("failed", [])
+    if unfinished:
+        print(
+            f"{len(unfinished)} trial(s) did not finish (interrupted?): continue with "
+            f"python -m jersey_ray.sweep {summary['name']} --resume"
+        )
+    if failed:
+        print(f"{len(failed)} trial(s) failed after their retries: see the table's Failed trials")
+    return 1 if unfinished or failed else 0

@@ -1,0 +1,215 @@
+"""A sweep's settings, resolved once: the sweep file, the preset, the command line.
+
+Order (later wins), for each of the three configs:
+
+- :class:`~jersey_ray.config.TrainConfig`: defaults < the model's phase protocol < sweep file
+  ``train`` < preset ``train`` < command line (``--epochs``, ``--pretrained``);
+- :class:`~jersey_ray.config.DataConfig`: defaults < sweep file ``data`` < preset ``data`` <
+  command line (``--data``, ``--size``, ...);
+- :class:`~jersey_ray.config.SweepSpec` (models, seeds, scheduler): the sweep file < preset <
+  command line.
+
+:class:`Settings` holds the result and where every value came from; ``sweep.json`` records it
+and every trial's ``config.json`` holds the trial's resolved configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jersey_ray import cli
+from jersey_ray.config import DataConfig, Layer, SweepSpec, TrainConfig, layered, to_dict
+from jersey_ray.errors import UserError
+from jersey_ray.models import get_spec, protocol
+
+SYNTH_DIR = Path("results/data")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings that differ between the demo (``--quick``) and a full run."""
+
+    name: str
+    """Shown when the sweep starts and recorded in ``sweep.json``."""
+    synth: dict[str, Any]
+    """Generator arguments of the built-in synthetic data (used when no ``--data`` is given)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """DataConfig overrides."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig overrides."""
+    sweep: dict[str, Any] = field(default_factory=dict)
+    """SweepSpec overrides (e.g. fewer seeds)."""
+
+
+FULL = Preset(
+    "full",
+    synth={"sequences": 1500, "frames": (4, 24), "sequences_per_track": 5.0},
+)
+# The demo trains from scratch on the CPU: many short tracks (players) at 64x32, the protocol's
+# learning rates raised for a backbone that has no ImageNet start here.
+QUICK = Preset(
+    "quick",
+    synth={"sequences": 300, "frames": (3, 6), "sequences_per_track": 1.5},
+    data={"size": (64, 32), "max_frames": 6},
+    train={
+        "epochs": 4,
+        "pretrained": "none",
+        "batch_size": 32,
+        "lr": 3e-3,
+        "lr_backbone": 1e-3,
+        "lr_temporal": 3e-3,
+        "lr_heads": 3e-3,
+    },
+    sweep={"seeds": (42, 123)},
+)
+PRESETS = {p.name: p for p in (FULL, QUICK)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One sweep's resolved settings."""
+
+    spec: SweepSpec
+    """The sweep with the preset's and the command line's models, seeds and scheduler."""
+    data: DataConfig
+    """The data settings of the sweep's one cache (root filled in once the data is known)."""
+    train: dict[str, TrainConfig]
+    """Each model's resolved TrainConfig (seed and grid axes are set per trial)."""
+    overrides: dict[str, Any]
+    """The TrainConfig keys every trial sets above its model's protocol (sweep file, preset,
+    command line): the fixed part of Tune's parameter space."""
+    preset: Preset
+    sources: dict[str, str]
+    """``train.<key>`` / ``data.<key>`` -> the layer that set it (unlisted: the default)."""
+
+    def record(self) -> dict[str, Any]:
+        """The resolved settings as ``sweep.json`` stores them."""
+        return {
+            "preset": self.preset.name,
+            "train": {model: to_dict(cfg) for model, cfg in self.train.items()},
+            "data": to_dict(self.data),
+            "sources": self.sources,
+            "order": "defaults < model protocol < sweep file < preset < command line",
+        }
+
+
+def load_sweep(name: str) -> SweepSpec:
+    """``sweeps/<name>.py`` (the ``sweeps`` package) or a path to a ``.py`` file."""
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"sweep file {path} does not exist")
+        spec = importlib.util.spec_from_file_location(f"sweeps_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(f"sweeps.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"sweeps.{name}":
+                raise
+            raise UserError(
+                f"no sweep {name!r}: choose all, one of {', '.join(available_sweeps())}, "
+                "or pass a path to a sweep file"
+            ) from None
+    sweep = getattr(module, "SWEEP", None)
+    if not isinstance(sweep, SweepSpec):
+        raise UserError(f"sweep {name!r} must define SWEEP = SweepSpec(...)")
+    return sweep
+
+
+def available_sweeps() -> list[str]:
+    import sweeps
+
+    folder = Path(sweeps.__file__).parent
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+
+
+def _cli_layers(args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """(train, data, sweep) overrides the command line gives (only what was given)."""
+    train = {"epochs": args.epochs, "pretrained": args.pretrained}
+    sweep = {
+        "models": tuple(m for m in args.models.split(",") if m) if args.models else None,
+        "seeds": args.seeds,
+        "scheduler": args.scheduler,
+        "grace_period": args.grace_period,
+    }
+    data = cli.data_overrides(args)
+    if args.data is not None:
+        data["root"] = str(args.data)
+    drop_none = lambda d: {k: v for k, v in d.items() if v is not None}  # noqa: E731
+    return drop_none(train), data, drop_none(sweep)
+
+
+def _sources(prefix: str, sources: dict[str, str]) -> dict[str, str]:
+    return {f"{prefix}.{k}": v for k, v in sources.items()}
+
+
+def resolve(spec: SweepSpec, preset: Preset, args: argparse.Namespace) -> Settings:
+    """The sweep's settings in the documented order; unknown ids and bad values fail here,
+    before any data is generated or any cache built."""
+    cli_train, cli_data, cli_sweep = _cli_layers(args)
+    try:
+        spec = dataclasses.replace(spec, **{**preset.sweep, **cli_sweep})
+    except TypeError as err:  # a preset naming a field SweepSpec lacks: a programming error
+        raise RuntimeError(f"preset {preset.name}: {err}") from err
+    for model in spec.models:
+        get_spec(model)
+    layers: list[Layer] = [
+        ("sweep file", spec.train),
+        (f"preset {preset.name}", preset.train),
+        ("command line", cli_train),
+    ]
+    overrides: dict[str, Any] = {}
+    for _, values in layers:
+        overrides.update(values)
+    train, sources = {}, {}
+    for model in spec.models:
+        train[model] = trial_config({**overrides, "model": model})
+        _, src = layered(TrainConfig, [("model protocol", protocol(model)), *layers])
+        sources.update(_sources("train", src))
+    data, data_src = layered(
+        DataConfig,
+        [
+            ("sweep file", spec.data),
+            (f"preset {preset.name}", preset.data),
+            ("command line", cli_data),
+        ],
+    )
+    sources.update(_sources("data", data_src))
+    return Settings(spec, data, train, overrides, preset, dict(sorted(sources.items())))
+
+
+def trial_config(params: dict[str, Any]) -> TrainConfig:
+    """A trial's TrainConfig from Tune's parameters (model, seed, axes and the keys every trial
+    shares): defaults < its model's phase protocol < those parameters."""
+    layers = [("model protocol", protocol(params["model"])), ("sweep", params)]
+    return layered(TrainConfig, layers)[0]
+
+
+def synthetic_root(preset: Preset, data: DataConfig) -> Path:
+    """Generate the preset's built-in synthetic data set once, rendered at ``data``'s frame size;
+    later runs reuse it.
+
+    The generator writes to a temporary folder and renames it when complete, so an existing
+    folder is a whole data set.
+    """
+    import hashlib
+
+    from jersey_ray.data import synth
+
+    params = {**preset.synth, "size": data.size}
+    tag = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:6]
+    root = SYNTH_DIR / f"synthetic-{preset.synth['sequences']}-{data.size_text}-{tag}"
+    if root.is_dir():
+        print(f"data: reusing the built-in synthetic data set in {root}")
+        return root
+    print(f"data: no --data given, generating the built-in synthetic data set in {root}")
+    synth.generate(root, seed=0, **params)
+    return root

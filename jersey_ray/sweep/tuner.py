@@ -1,0 +1,136 @@
+"""The Ray Tune side of a sweep: Ray itself, the parameter grid, trial names, the scheduler and
+the Tuner (new or restored).
+
+The grid is models x the sweep's axes x seeds over TrainConfig keys; the keys every trial shares
+(sweep file, preset, command line) are fixed values in the same parameter space, and the
+trainable resolves them above the model's phase protocol (:mod:`jersey_ray.sweep.trainable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from jersey_ray import metrics
+from jersey_ray.config import SweepSpec
+from jersey_ray.errors import UserError
+from jersey_ray.storage import is_uri
+from jersey_ray.sweep.resources import Plan
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # One checkpoint kept per trial: silence Tune's snapshot-frequency warning that this causes.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    except ConnectionError as err:
+        raise UserError(f"cannot reach the Ray cluster at {address!r}: {err}") from None
+
+
+def trial_parts(config: dict[str, Any], axes: tuple[str, ...]) -> list[str]:
+    extra = ",".join(f"{k}={config[k]}" for k in axes)
+    return [config["model"], *([extra] if extra else []), f"seed{config['seed']}"]
+
+
+def trial_name(trial, sweep_name: str, axes: tuple[str, ...]) -> str:
+    return "/".join([sweep_name, *trial_parts(trial.config, axes)])
+
+
+def trial_dirname(trial, axes: tuple[str, ...]) -> str:
+    # Tune 2.60 forbids "/" in trial folder names, so the levels are joined with "-".
+    return "-".join(trial_parts(trial.config, axes))
+
+
+def param_space(spec: SweepSpec, fixed: dict[str, Any]) -> dict[str, Any]:
+    """Tune's grid: model, the sweep's axes and seed over the fixed TrainConfig keys."""
+    from ray import tune
+
+    space: dict[str, Any] = dict(fixed)
+    space["model"] = tune.grid_search(list(spec.models))
+    for key, values in spec.axes.items():
+        space[key] = tune.grid_search(list(values))
+    space["seed"] = tune.grid_search(list(spec.seeds))
+    return space
+
+
+def make_scheduler(spec: SweepSpec, epochs: int):
+    from ray.tune.schedulers import FIFOScheduler
+
+    if spec.scheduler == "fifo":
+        return FIFOScheduler()
+    from jersey_ray.sweep.asha import SeedAwareASHA
+
+    # It records its pruning decisions in <experiment>/pruned.json itself (restored with Tune).
+    return SeedAwareASHA(
+        max_t=epochs, grace_period=spec.grace_period, reduction_factor=spec.reduction_factor
+    )
+
+
+def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cache: str, opts):
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from jersey_ray.sweep.trainable import run_trial
+
+    axes = tuple(spec.axes)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, cache=cache),
+        {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial},
+    )
+    if opts.resume:
+        return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+    storage, name = exp_path.rstrip("/").rsplit("/", 1)
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=metrics.SELECTION_METRIC,
+            mode=metrics.SELECTION_MODE,
+            scheduler=scheduler,
+            max_concurrent_trials=opts.max_concurrent,
+            trial_name_creator=functools.partial(trial_name, sweep_name=spec.name, axes=axes),
+            trial_dirname_creator=functools.partial(trial_dirname, axes=axes),
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
+            verbose=1,
+        ),
+    )
+
+
+@contextlib.contextmanager
+def without_tune_tensorboard():
+    """Tune adds a TensorBoard logger of its own to every trial unless auto loggers are off;
+    its events would duplicate the trial's own under ``ray/tune/`` tags (and Tune would point
+    at its staging folder). The JSON and CSV loggers are passed explicitly in the RunConfig:
+    ``result.json`` is what the collector reads."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    saved = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = saved
+
+
+def storage_root(option: str | None, default: Path) -> str:
+    """Tune needs an absolute path or a URI (a relative one fails inside pyarrow)."""
+    if option and is_uri(option):
+        return option.rstrip("/")
+    return str(Path(option or default).resolve())

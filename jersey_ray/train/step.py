@@ -1,0 +1,198 @@
+"""The optimizer step of the report's protocol, shared by the trial and ``bench train``.
+
+Loss ``w_t*CE(tens) + w_o*CE(ones)``; Adam with coupled L2 weight decay (or AdamW); one LR or
+discriminative per-group LRs; global-norm clipping; per-step linear warm-up then cosine to
+zero. Training uses bf16 autocast on GPUs that support it, else fp16 with a GradScaler, and
+fp32 on the CPU. A step never waits for the device: the loss and the counts stay there.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from jersey_ray import metrics as M
+from jersey_ray.cache.loader import Batch
+from jersey_ray.config import TrainConfig
+from jersey_ray.errors import UserError
+from jersey_ray.models import ModelOutput
+
+GROUP_LR = {"backbone": "lr_backbone", "temporal": "lr_temporal", "heads": "lr_heads"}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA if available, else the CPU; ``cuda`` without a GPU is a UserError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: what the training forward pass runs in."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def set_determinism(on: bool) -> None:
+    """The reference's ``cudnn.deterministic = True`` and more: no cuDNN autotuning,
+    deterministic algorithms where torch has them (a warning, not an error, where it has none)
+    and the cuBLAS workspace setting they need. Off: cuDNN autotunes for speed."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+    torch.use_deterministic_algorithms(on, warn_only=True)
+
+
+def warmup_cosine(step: int, warmup: int, cosine: int) -> float:
+    """LR multiplier after ``step`` optimizer steps: (s+1)/W during warm-up, then cosine to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if cosine == 0:  # a run that is all warm-up (the reference's 1-epoch smoke test)
+        return 1.0
+    progress = min((step - warmup) / cosine, 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return math.ceil(n_train / batch_size)  # drop_last=False, as the reference
+
+
+def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Named optimizer groups from ``model.param_groups()``; empty groups are skipped."""
+    groups = []
+    for name, params in model.param_groups().items():
+        if not params:
+            continue
+        if cfg.lr_scheme == "uniform":
+            lr = cfg.lr
+        elif name in GROUP_LR:
+            lr = getattr(cfg, GROUP_LR[name])
+        else:
+            raise ValueError(f"model group {name!r} has no discriminative LR in TrainConfig")
+        groups.append({"params": params, "lr": lr, "name": name})
+    grouped = {id(p) for g in groups for p in g["params"]}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if len(grouped) != len(trainable) or sum(len(g["params"]) for g in groups) != len(grouped):
+        raise ValueError("model.param_groups() must hold every trainable parameter exactly once")
+    return groups
+
+
+def make_optimizer(
+    cfg: TrainConfig, groups: list[dict[str, Any]], device: torch.device
+) -> torch.optim.Optimizer:
+    kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    fused = device.type == "cuda"  # one kernel for all params; steps with the scaler sync-free
+    return kind(groups, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=fused or None)
+
+
+@dataclass
+class Step:
+    """Everything one optimizer step touches; shared by the trial and ``bench train``."""
+
+    module: nn.Module  # its backbone compiled in place when cfg.compile
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    autocast: torch.dtype | None
+    device: torch.device
+    loss_weights: tuple[float, float]
+    grad_clip: float
+    params: list[nn.Parameter]  # what clipping sees: every trainable parameter
+
+    @property
+    def input_frames(self) -> int | None:
+        """Frames per sequence the model reads (what its batches need to hold)."""
+        return self.module.input_frames
+
+
+def make_step(cfg: TrainConfig, module: nn.Module, n_train: int, device: torch.device) -> Step:
+    """Put ``module`` on ``device`` and build its optimizer, schedule, scaler and compiled form."""
+    module = module.to(device)
+    if cfg.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, param_groups(cfg, module), device)
+    per_epoch = steps_per_epoch(n_train, cfg.batch_size)
+    warmup = cfg.warmup_epochs * per_epoch
+    cosine = (cfg.epochs - cfg.warmup_epochs) * per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, warmup, cosine)
+    )
+    precision = resolve_precision(cfg, device)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    if cfg.compile:
+        # The per-frame CNN is nearly all the compute. Dynamo cannot capture nn.GRU (a graph
+        # break at every call, a recompile per sequence length), so only the backbone is
+        # compiled: in place (state-dict keys unchanged), for any number of packed frames.
+        module.backbone.compile(dynamic=True)
+    return Step(
+        module=module,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        autocast=dtype,
+        device=device,
+        loss_weights=cfg.loss_weights,
+        grad_clip=cfg.grad_clip,
+        params=[p for p in module.parameters() if p.requires_grad],
+    )
+
+
+def loss_fn(out: ModelOutput, batch: Batch, weights: tuple[float, float]) -> torch.Tensor:
+    tens = F.cross_entropy(out.tens.float(), batch.tens)
+    ones = F.cross_entropy(out.ones.float(), batch.ones)
+    return weights[0] * tens + weights[1] * ones
+
+
+def train_step(step: Step, batch: Batch, counter: M.SplitCounter) -> None:
+    """One optimizer step; no host sync (the loss and counts stay on the device)."""
+    with torch.autocast(step.device.type, dtype=step.autocast, enabled=step.autocast is not None):
+        out = step.module(batch.frames, batch.mask)
+        loss = loss_fn(out, batch, step.loss_weights)
+    step.optimizer.zero_grad(set_to_none=True)
+    if step.scaler is not None:
+        step.scaler.scale(loss).backward()
+        step.scaler.unscale_(step.optimizer)  # clip the true gradients
+    else:
+        loss.backward()
+    if step.grad_clip > 0:
+        nn.utils.clip_grad_norm_(step.params, step.grad_clip)
+    if step.scaler is not None:
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+    else:
+        step.optimizer.step()
+    step.scheduler.step()  # also after a step the scaler skipped (decisions row 24)
+    counter.update(loss, out.tens, out.ones, batch.tens, batch.ones)
+
+
+def run_epoch(
+    step: Step,
+    batches: Iterable[Batch],
+    counter: M.SplitCounter,
+    *,
+    total: int | None = None,
+    desc: str = "train",
+    progress: bool = False,
+) -> int:
+    """Train on every batch of ``batches``; returns the number of real frames seen."""
+    step.module.train()
+    n_frames = 0
+    for batch in tqdm(batches, total=total, desc=desc, disable=not progress, leave=False):
+        train_step(step, batch, counter)
+        n_frames += batch.n_frames
+    return n_frames
