@@ -18,8 +18,8 @@ what it wants out of ``checkpoint_dir`` before returning; the directory is delet
 
 ``train`` itself writes into ``out_dir``: ``config.json`` ({"train", "data", "cache"}),
 ``metrics.jsonl`` (one row per epoch), ``test.json``, ``test_predictions.csv`` (one row per test
-sequence; ``unseen_predictions.csv`` too for a held-out cache) and TensorBoard events. With ``report=None`` a LocalReporter moves the checkpoint files
-into ``out_dir`` too.
+sequence; ``unseen_predictions.csv`` too for a held-out cache) and TensorBoard events. With
+``report=None`` a LocalReporter moves the checkpoint files into ``out_dir`` too.
 
 Fault injection (for the sweep's retry tests): with ``JERSEY_RAY_FAIL_AT_EPOCH=N`` in the
 environment, the trial raises RuntimeError once when epoch N starts, after creating
