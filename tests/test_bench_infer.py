@@ -23,7 +23,7 @@ import torch
 from fake_runs import TINY_SIZE, FakeTrial, tiny_split, write_checkpoint, write_sweep, write_trial
 from torch import nn
 
-from jersey_ray.bench import infer, infer_report
+from jersey_ray.bench import infer, infer_report, infer_run, infer_targets
 from jersey_ray.bench.timing import percentile, summarize
 from jersey_ray.bench.variants import BY_NAME, summarize_warnings
 from jersey_ray.cache.store import CACHE_FORMAT, MANIFEST
@@ -247,8 +247,8 @@ def test_machine_timing_and_targets_are_stated(full) -> None:
     assert "model forward only" in result["timed"] and result["timed"] in md
     assert "no host-to-device copy" in result["timed"]
     for target in result["targets"]:
-        assert target["status"].startswith(infer.UNMEASURED) and target["value"] is None
-    assert md.count(infer.UNMEASURED) == 2
+        assert target["status"].startswith(infer_targets.UNMEASURED) and target["value"] is None
+    assert md.count(infer_targets.UNMEASURED) == 2
     assert set(result["inputs"]["lengths"]) == {"1", "2"}
     assert all(1 <= n <= MAX_FRAMES for ls in result["inputs"]["lengths"].values() for n in ls)
 
@@ -266,7 +266,9 @@ def _logits(pred: list[int], classes: int) -> torch.Tensor:
 
 def test_accuracy_preserved_means_at_most_one_sequence() -> None:
     tens, ones = torch.tensor([10, 4, 4, 6, 8, 10, 4, 6, 8, 10]), torch.arange(10)
-    base = infer.number_correct(_logits(tens.tolist(), 11), _logits(ones.tolist(), 10), tens, ones)
+    base = infer_run.number_correct(
+        _logits(tens.tolist(), 11), _logits(ones.tolist(), 10), tens, ones
+    )
     assert base == 10
     one_off = ones.clone()
     one_off[3] = 0  # one sequence's ones digit wrong
@@ -279,14 +281,14 @@ def test_accuracy_preserved_means_at_most_one_sequence() -> None:
         (tens_off, one_off, -1, True),
         (tens, two_off, -2, False),
     ):
-        correct = infer.number_correct(
+        correct = infer_run.number_correct(
             _logits(pred_tens.tolist(), 11), _logits(pred_ones.tolist(), 10), tens, ones
         )
-        change = infer.accuracy_change(correct, base, 10)
+        change = infer_run.accuracy_change(correct, base, 10)
         assert change["delta_sequences"] == delta and change["preserved"] is preserved
         assert change["delta_points"] == pytest.approx(10.0 * delta)
         assert change["acc_number"] == pytest.approx((10 + delta) / 10)
-    assert infer.accuracy_change(11, 10, 10)["preserved"] is True  # one better is also "same"
+    assert infer_run.accuracy_change(11, 10, 10)["preserved"] is True  # one better is also "same"
 
 
 def test_latency_statistics() -> None:
@@ -326,7 +328,7 @@ def test_targets_are_judged_only_on_a_gpu_for_the_reference_model() -> None:
         {"name": r["variant"], "accuracy": {"preserved": r["variant"] != "fp16-cast"}} for r in rows
     ]
     h100 = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
-    latency, rate = infer.targets(infer.TARGET_MODEL, h100, rows, records)
+    latency, rate = infer_targets.targets(infer_targets.TARGET_MODEL, h100, rows, records)
     assert latency["value"] == 1.5 and latency["variant"] == "compile (batch 1)"
     assert latency["status"] == "met on NVIDIA H100 80GB HBM3"
     assert rate["value"] == pytest.approx(12_800) and rate["status"].startswith("met")
@@ -337,12 +339,14 @@ def test_targets_are_judged_only_on_a_gpu_for_the_reference_model() -> None:
             "compile-max-autotune-bf16", "torch.compile max-autotune", "bf16 (autocast)", 256, 40.0
         ),
     ]
-    rate = infer.targets(infer.TARGET_MODEL, a100, slow, records)[1]
+    rate = infer_targets.targets(infer_targets.TARGET_MODEL, a100, slow, records)[1]
     assert rate["status"] == "missed on NVIDIA A100, not an H100"
-    other = infer.targets("seq_ugru_fs", h100, rows, records)
+    other = infer_targets.targets("seq_ugru_fs", h100, rows, records)
     assert all(t["status"].startswith("not applicable") for t in other)
-    cpu = infer.targets(infer.TARGET_MODEL, {"device": "cpu", "device_name": "x"}, rows, records)
-    assert all(t["status"].startswith(infer.UNMEASURED) and t["value"] is None for t in cpu)
+    cpu = infer_targets.targets(
+        infer_targets.TARGET_MODEL, {"device": "cpu", "device_name": "x"}, rows, records
+    )
+    assert all(t["status"].startswith(infer_targets.UNMEASURED) and t["value"] is None for t in cpu)
 
 
 def test_warnings_become_short_notes() -> None:
@@ -398,8 +402,11 @@ def test_random_weights_say_so_everywhere(tmp_path, capsys) -> None:
     assert infer.main([*argv, *FAST]) == 0
     result = json.loads(out.read_text())
     assert result["model"]["weights"] == "random"
-    assert result["accuracy"] == {"checked": False, "reason": infer.RANDOM_NOTE}
-    assert infer.RANDOM_NOTE in md.read_text() and infer.RANDOM_NOTE in capsys.readouterr().out
+    assert result["accuracy"] == {"checked": False, "reason": infer_targets.RANDOM_NOTE}
+    assert (
+        infer_targets.RANDOM_NOTE in md.read_text()
+        and infer_targets.RANDOM_NOTE in capsys.readouterr().out
+    )
     assert result["settings"]["frames"] == 3 and result["settings"]["size"] == [32, 16]
     assert result["rows"][0]["frames"] == 3  # fixed batch of 1: 3 frames
 
@@ -440,12 +447,12 @@ def test_a_real_model_runs_every_uncompiled_variant(tmp_path) -> None:
 
 
 def test_inputs_are_seeded_and_packed() -> None:
-    a = infer.make_input("variable", 5, 16, (16, 8), torch.device("cpu"))
-    b = infer.make_input("variable", 5, 16, (16, 8), torch.device("cpu"))
+    a = infer_run.make_input("variable", 5, 16, (16, 8), torch.device("cpu"))
+    b = infer_run.make_input("variable", 5, 16, (16, 8), torch.device("cpu"))
     assert a.lengths == b.lengths and torch.equal(a.frames, b.frames)
     assert a.frames.shape[0] == sum(a.lengths) == int(a.mask.sum())
     assert a.mask.shape == (5, max(a.lengths))
-    fixed = infer.make_input("fixed", 3, 16, (16, 8), torch.device("cpu"))
+    fixed = infer_run.make_input("fixed", 3, 16, (16, 8), torch.device("cpu"))
     assert fixed.lengths == [16, 16, 16] and fixed.frames.shape == (48, 3, 16, 8)
 
 

@@ -16,33 +16,38 @@ labelled), JSON and a latency-vs-batch plot, all from one result dict
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import platform
 import sys
 import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from jersey_ray import cli
-from jersey_ray.bench.infer_report import ok_rows, render_markdown, write_plot
-from jersey_ray.bench.timing import summarize, time_call
+from jersey_ray.bench.infer_report import render_markdown, write_plot
+from jersey_ray.bench.infer_run import (
+    EVAL_BATCH,
+    INPUT_SEED,
+    PRESERVED_SEQUENCES,
+    add_comparisons,
+    example_input,
+    make_input,
+    run_all,
+)
+from jersey_ray.bench.infer_targets import (
+    RANDOM_NOTE,
+    machine_info,
+    report_table4,
+    targets,
+    timed_text,
+)
 from jersey_ray.bench.variants import (
     BASELINE,
     BY_NAME,
     VARIANTS,
     Context,
-    Logits,
-    Runner,
-    Unsupported,
-    Variant,
-    brief_error,
 )
 from jersey_ray.cache.build import build_cache
 from jersey_ray.cache.loader import SplitData, keep_freed_host_memory, load_split
@@ -50,126 +55,11 @@ from jersey_ray.cache.store import data_config, read_manifest
 from jersey_ray.config import DataConfig, TrainConfig, replace, to_dict
 from jersey_ray.errors import UserError, run_cli
 from jersey_ray.models import build_model, get_spec
-from jersey_ray.results import reference
 from jersey_ray.results.runs import BEST_VAL_ACC_NUMBER, CHOICE_RULE, chosen_checkpoint, read_run
 from jersey_ray.train.checkpoint import load_model
-from jersey_ray.train.evaluate import infer
 from jersey_ray.train.step import resolve_device
 
 DEFAULT_BATCH_SIZES = (1, 4, 8, 16, 64, 256)
-EVAL_BATCH = 64  # the reference's test loader batch; accuracy does not depend on it
-INPUT_SEED = 0
-"""Seeds the random frames and the variable lengths (plus the batch size, so one batch size's
-input does not depend on which others are run)."""
-PRESERVED_SEQUENCES = 1
-"""Accuracy is preserved when the number of correct test sequences moves by at most this."""
-TARGET_MODEL = reference.TABLE4_MODEL
-TARGET_LATENCY_MS = 1.71  # the report's best batch-1 latency: fp16 + TorchScript on an RTX 3090
-TARGET_SEQ_PER_S = 10_000.0
-UNMEASURED = "unmeasured on this machine"
-RANDOM_NOTE = "random weights (pretrained none): timing only, accuracy not checked"
-
-
-def timed_text(device: torch.device, warmup: int, iters: int) -> str:
-    clock = (
-        "CUDA events around each call, synchronized after each"
-        if device.type == "cuda"
-        else "time.perf_counter around each call"
-    )
-    return (
-        f"model forward only, on inputs already on the device ({device.type}): packed real "
-        "frames [N,3,H,W] float32 channels_last and the mask [B,T]; a variant's dtype cast, "
-        "NumPy copy or ONNX Runtime binding is done before the clock. No decoding, no "
-        "preprocessing, no host-to-device copy, no softmax or argmax of the outputs. "
-        f"Clock: {clock} (ONNX Runtime: time.perf_counter). "
-        + (
-            "On the CPU, glibc keeps freed large blocks for reuse (as the loader sets it) for "
-            "every variant alike. "
-            if device.type == "cpu"
-            else ""
-        )
-        + "Per input: the first call is timed "
-        f"on its own (compilation happens there), then {warmup} warm-up calls, then {iters} "
-        "timed calls, under torch.inference_mode."
-    )
-
-
-# ------------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class Input:
-    kind: str  # "fixed" | "variable"
-    batch: int
-    frames: torch.Tensor
-    mask: torch.Tensor
-    lengths: list[int]
-
-
-def make_input(kind: str, batch: int, frames: int, size: tuple[int, int], device) -> Input:
-    """Random normal frames (as the reference) packed [N,3,H,W], channels_last, on ``device``."""
-    gen = torch.Generator().manual_seed(INPUT_SEED + batch)
-    if kind == "fixed":
-        lengths = torch.full((batch,), frames)
-    else:
-        lengths = torch.randint(1, frames + 1, (batch,), generator=gen)
-    mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
-    x = torch.randn(int(lengths.sum()), 3, *size, generator=gen)
-    x = x.to(device).contiguous(memory_format=torch.channels_last)
-    return Input(kind, batch, x, mask.to(device), lengths.tolist())
-
-
-def example_input(size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The trace example: lengths (3, 1), so batch, steps and frames all differ and none is 1
-    (a trace that fixed one of them shows in the agreement check at another shape)."""
-    mask = torch.tensor([[True, True, True], [True, False, False]])
-    frames = torch.randn(4, 3, *size, generator=torch.Generator().manual_seed(INPUT_SEED))
-    return frames.to(device).contiguous(memory_format=torch.channels_last), mask.to(device)
-
-
-# ----------------------------------------------------------------------------- accuracy
-
-
-def number_correct(
-    tens_logits: torch.Tensor, ones_logits: torch.Tensor, tens: torch.Tensor, ones: torch.Tensor
-) -> int:
-    """Sequences whose tens and ones digits are both right (acc_number's numerator)."""
-    right = (tens_logits.argmax(1) == tens) & (ones_logits.argmax(1) == ones)
-    return int(right.sum())
-
-
-def accuracy_change(correct: int, baseline_correct: int, n: int) -> dict[str, Any]:
-    """acc_number and its change against the baseline in sequences and in points."""
-    delta = correct - baseline_correct
-    return {
-        "correct": correct,
-        "sequences": n,
-        "acc_number": correct / n,
-        "delta_sequences": delta,
-        "delta_points": 100.0 * delta / n,
-        "preserved": abs(delta) <= PRESERVED_SEQUENCES,
-    }
-
-
-def count_correct(runner: Runner, data: SplitData, frames: int | None) -> int:
-    """Correct test sequences through the variant's own call (the one evaluation loop)."""
-
-    def forward(x: torch.Tensor, mask: torch.Tensor):
-        return runner.logits(runner.call(*runner.prepare(x, mask)))
-
-    correct = 0
-    for batch, (tens, ones) in infer(forward, data, batch_size=EVAL_BATCH, frames=frames):
-        correct += number_correct(tens, ones, batch.tens.cpu(), batch.ones.cpu())
-    return correct
-
-
-def agreement(logits: Logits, reference: Logits) -> dict[str, float]:
-    """How far a variant's logits are from fp32 eager's on the same check input."""
-    same = (logits[0].argmax(1) == reference[0].argmax(1)) & (
-        logits[1].argmax(1) == reference[1].argmax(1)
-    )
-    diff = max(float((a - b).abs().max()) for a, b in zip(logits, reference, strict=True))
-    return {"max_abs_logit_diff": diff, "same_prediction": float(same.float().mean())}
 
 
 # ------------------------------------------------------------------------ model and data
@@ -267,225 +157,6 @@ def load_test_split(
         "fp32 eager",
     }
     return data, info
-
-
-# ------------------------------------------------------------------------------- running
-
-
-def _record(variant: Variant) -> dict[str, Any]:
-    return {
-        "name": variant.name,
-        "setting": variant.setting,
-        "precision": variant.precision,
-        "runtime": variant.runtime,
-        "status": "ok",
-        "reason": "",
-        "build_s": None,
-        "notes": [],
-        "agreement": None,
-        "accuracy": None,
-    }
-
-
-def time_row(runner: Runner, variant: Variant, inp: Input, args, device) -> dict[str, Any]:
-    row = {
-        "variant": variant.name,
-        "setting": variant.setting,
-        "precision": variant.precision,
-        "runtime": variant.runtime,
-        "input": inp.kind,
-        "batch": inp.batch,
-        "frames": sum(inp.lengths),
-        "steps": max(inp.lengths),
-        "status": "ok",
-        "reason": "",
-    }
-    try:
-        with torch.inference_mode():
-            call_args = runner.prepare(inp.frames, inp.mask)
-            timing = time_call(
-                lambda: runner.call(*call_args),
-                warmup=args.warmup,
-                iters=args.iters,
-                device=device,
-                clock=runner.clock,
-            )
-    except Exception as err:  # OOM, a compiler error: the row says so and the run goes on
-        if device.type == "cuda":
-            torch.cuda.empty_cache()  # what an out-of-memory batch left behind
-        return {**row, "status": "failed", "reason": brief_error(err)}
-    stats = summarize(timing.samples_ms, inp.batch)
-    return {
-        **row,
-        "first_call_s": timing.first_call_s,
-        "iters": args.iters,
-        "clock": timing.clock,
-        **stats,
-        "speedup_vs_fp32": None,
-    }
-
-
-def check_variant(
-    runner: Runner, record: dict, check: Input, reference: Logits | None, data, frames
-) -> Logits:
-    """Agreement with fp32 on the check input and, with a test split, the correct count."""
-    with torch.inference_mode():
-        logits = runner.logits(runner.call(*runner.prepare(check.frames, check.mask)))
-        record["agreement"] = agreement(logits, logits if reference is None else reference)
-        if data is not None:
-            record["correct"] = count_correct(runner, data, frames)
-    return logits
-
-
-def run_variant(
-    variant: Variant, ctx: Context, inputs: list[Input], args, data, reference, bar
-) -> tuple[dict[str, Any], list[dict[str, Any]], Logits | None]:
-    record = _record(variant)
-    start = time.perf_counter()
-    try:
-        runner = variant.build(ctx)
-    except Unsupported as err:
-        bar.update(len(inputs))
-        return {**record, "status": "unsupported", "reason": str(err)}, [], None
-    except Exception as err:  # a builder's own failure: reported, and the other variants run
-        bar.update(len(inputs))
-        return {**record, "status": "failed", "reason": f"build: {brief_error(err)}"}, [], None
-    record["build_s"] = time.perf_counter() - start
-    record["notes"] = list(runner.notes)
-    rows = []
-    for inp in inputs:
-        bar.set_postfix_str(f"{variant.name} {inp.kind} b{inp.batch}")
-        rows.append(time_row(runner, variant, inp, args, ctx.device))
-        bar.update()
-    logits = None
-    try:
-        frames = ctx.model.input_frames
-        logits = check_variant(runner, record, inputs[-1], reference, data, frames)
-    except Exception as err:  # reported in the variant's row, like a timing failure
-        record.update(status="failed", reason=f"accuracy check: {brief_error(err)}")
-    record["notes"] += runner.after()
-    failed = [r for r in rows if r["status"] != "ok"]
-    if failed and record["status"] == "ok":
-        status = "failed" if len(failed) == len(rows) else "partial"
-        record.update(status=status, reason="; ".join(sorted({r["reason"] for r in failed})))
-    return record, rows, logits
-
-
-def run_all(ctx: Context, selected: list[Variant], inputs: list[Input], args, data) -> tuple:
-    records, rows, reference = [], [], None
-    with tqdm(total=len(selected) * len(inputs), desc="bench infer", unit="input") as bar:
-        for variant in selected:
-            record, new_rows, logits = run_variant(variant, ctx, inputs, args, data, reference, bar)
-            if variant.name == BASELINE:
-                reference = logits
-            records.append(record)
-            rows += new_rows
-            gc.collect()
-            if ctx.device.type == "cuda":
-                torch.cuda.empty_cache()
-    return records, rows
-
-
-def add_comparisons(records: list[dict], rows: list[dict], n_test: int | None) -> None:
-    """Speedup against fp32 eager at the same input and batch; accuracy change against it."""
-    base = {(r["input"], r["batch"]): r for r in rows if r["variant"] == BASELINE}
-    for row in rows:
-        ref = base.get((row["input"], row["batch"]))
-        if row["status"] == "ok" and ref is not None and ref["status"] == "ok":
-            row["speedup_vs_fp32"] = ref["latency_ms"]["mean"] / row["latency_ms"]["mean"]
-    for record in records:
-        speedups = [r["speedup_vs_fp32"] for r in rows if r["variant"] == record["name"]]
-        if speedups and all(x is not None and x < 1 for x in speedups):
-            record["notes"].append("slower than fp32 eager at every measured input here")
-    base_correct = next((r.get("correct") for r in records if r["name"] == BASELINE), None)
-    for record in records:
-        correct = record.pop("correct", None)
-        if n_test and correct is not None and base_correct is not None:
-            record["accuracy"] = accuracy_change(correct, base_correct, n_test)
-
-
-# ------------------------------------------------------------------------------ targets
-
-
-TARGETS = (
-    ("batch-1 latency", f"< {TARGET_LATENCY_MS} ms per batch of 1, {TARGET_MODEL}, H100 (the "
-     f"report: {TARGET_LATENCY_MS} ms on an RTX 3090)"),
-    ("large-batch throughput", f"> {TARGET_SEQ_PER_S:,.0f} sequences/s, {TARGET_MODEL}, bf16 + "
-     "torch.compile, H100"),
-)  # fmt: skip
-
-
-def targets(
-    model_id: str, machine: dict[str, Any], rows: list[dict], records: list[dict]
-) -> list[dict[str, Any]]:
-    """The H100 targets of the issue, judged only where they can be measured: on a GPU, for
-    attn_bgru_luong, from the fixed-input rows of variants that did not lose accuracy."""
-    items = [{"name": n, "target": t, "value": None, "variant": None} for n, t in TARGETS]
-    if machine["device"] != "cuda" or model_id != TARGET_MODEL:
-        why = (
-            f"{UNMEASURED} (device {machine['device']}: {machine['device_name']})"
-            if machine["device"] != "cuda"
-            else f"not applicable: the targets are for {TARGET_MODEL}, this is {model_id}"
-        )
-        return [{**t, "status": why} for t in items]
-    gpu = machine["device_name"]
-    where = gpu if "H100" in gpu else f"{gpu}, not an H100"
-    lost = {v["name"] for v in records if v["accuracy"] and not v["accuracy"]["preserved"]}
-    fixed = [r for r in ok_rows(rows) if r["input"] == "fixed" and r["variant"] not in lost]
-    one = min((r for r in fixed if r["batch"] == 1), key=lambda r: r["latency_ms"]["mean"],
-              default=None)  # fmt: skip
-    fast = [
-        r for r in fixed if r["runtime"].startswith("torch.compile") and "bf16" in r["precision"]
-    ]
-    big = max(fast, key=lambda r: r["seq_per_s"], default=None)
-    picks = (
-        (one, lambda r: r["latency_ms"]["mean"], lambda v: v < TARGET_LATENCY_MS, "batch-1"),
-        (big, lambda r: r["seq_per_s"], lambda v: v > TARGET_SEQ_PER_S, "bf16 + torch.compile"),
-    )
-    for item, (row, value_of, met, what) in zip(items, picks, strict=True):
-        if row is None:
-            item["status"] = f"unmeasured: no {what} row ran"
-            continue
-        value = value_of(row)
-        item.update(value=value, variant=f"{row['variant']} (batch {row['batch']})")
-        item["status"] = f"{'met' if met(value) else 'missed'} on {where}"
-    return items
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass  # not Linux: platform's answer below
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    import onnxruntime
-
-    cuda = device.type == "cuda"
-    return {
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def report_table4() -> dict[str, Any]:
-    """The report's Table 4 as the result carries it, beside our rows."""
-    rows = reference.table4_rows()
-    return {
-        "source": f"report ({rows[0].gpu})",
-        "note": reference.TABLE4_NOTE,
-        "rows": [asdict(row) for row in rows],
-    }
 
 
 # --------------------------------------------------------------------------------- CLI
