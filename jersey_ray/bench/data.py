@@ -42,7 +42,6 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from jersey_ray import cli
 from jersey_ray.cache.augment import IMAGENET_MEAN, IMAGENET_STD
@@ -52,6 +51,7 @@ from jersey_ray.cache.plan import make_plan
 from jersey_ray.cache.store import data_config
 from jersey_ray.config import DataConfig, layered
 from jersey_ray.errors import UserError, run_cli
+from jersey_ray.progress import bar as progress_bar
 
 # ----------------------------------------------------------------------------- the baseline
 
@@ -175,7 +175,7 @@ def measure_loader(cache: str, device: torch.device, epochs: int, batch_size: in
     shuffle = torch.Generator().manual_seed(0)
     aug = torch.Generator(device=device).manual_seed(1)
     rows = []
-    for _ in tqdm(range(epochs), desc="loader epochs", unit="epoch"):
+    for _ in progress_bar(range(epochs), desc="loader epochs", unit="epoch"):
         start = time.perf_counter()
         frames = 0
         for batch in iter_batches(
@@ -201,7 +201,7 @@ def measure_baseline(
     )  # fmt: skip
     n_frames = sum(len(it["paths"]) for it in items)
     rows = []
-    for _ in tqdm(range(epochs), desc="baseline epochs", unit="epoch"):
+    for _ in progress_bar(range(epochs), desc="baseline epochs", unit="epoch"):
         start = time.perf_counter()
         for _batch in loader:
             pass

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from jersey_ray.cache.decode import decode_batch, keep_split
 from jersey_ray.cache.plan import Plan, cache_location, make_plan
@@ -55,6 +54,7 @@ from jersey_ray.cache.store import (
     splits_of,
 )
 from jersey_ray.config import DataConfig, to_dict
+from jersey_ray.progress import bar as progress_bar
 from jersey_ray.storage import is_uri, write_json
 
 SHARD_BYTES = 128 * 2**20  # raw frame bytes per shard: inside the 100-200 MB band
@@ -156,7 +156,9 @@ def _decode_all(plan: Plan, progress: bool):
         compute=ray.data.TaskPoolStrategy(),
     )
     refs = []
-    bar = tqdm(total=len(plan.items), desc="cache: decoding", unit="seq", disable=not progress)
+    bar = progress_bar(
+        total=len(plan.items), desc="cache: decoding", unit="seq", disable=not progress
+    )
     with bar:
         # Like materialize(), plus a progress bar: keep the block refs as they complete.
         for bundle in ds.iter_internal_ref_bundles():
@@ -198,7 +200,7 @@ def _run_pipeline(plan: Plan, tmp: Path, progress: bool) -> list[dict[str, Any]]
         bounds = np.cumsum([sizes[s] for s in SPLIT_FOLDERS])[:-1].tolist()
         _await_free_cpu()
         parts = decoded.split_at_indices(bounds)  # items are sorted by split
-        bar = tqdm(SPLIT_FOLDERS, desc="cache: writing", unit="split", disable=not progress)
+        bar = progress_bar(SPLIT_FOLDERS, desc="cache: writing", unit="split", disable=not progress)
         for split, part in zip(bar, parts, strict=True):
             if not any(m["split"] == split and m["n_frames"] for m in meta):
                 continue

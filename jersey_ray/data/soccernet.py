@@ -31,10 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from jersey_ray.data.index import IMAGE_SUFFIXES, natural_key, parse_label
 from jersey_ray.errors import UserError
+from jersey_ray.progress import bar as progress_bar
 
 FOLDERS = ("train", "test")
 ANNOTATIONS = "gen-annotations-L.json"
@@ -157,7 +156,7 @@ def _read(src: Path, progress: bool) -> _Source:
 def _read_archive(src: Path, source: _Source, progress: bool) -> None:
     try:
         with tarfile.open(src, "r|*") as tar:
-            bar = tqdm(tar, desc="reading", unit=" members", disable=not progress)
+            bar = progress_bar(tar, desc="reading", unit=" members", disable=not progress)
             for member in bar:
                 if member.isfile():
                     source.add(member.name, lambda m=member: _read_member(tar, m))
@@ -177,7 +176,7 @@ def _read_folder(src: Path, source: _Source, progress: bool) -> None:
         (p for p in src.rglob("*") if not p.is_dir()),
         key=lambda p: natural_key(p.relative_to(src).as_posix()),
     )
-    for path in tqdm(paths, desc="reading", unit=" files", disable=not progress):
+    for path in progress_bar(paths, desc="reading", unit=" files", disable=not progress):
         source.add(path.relative_to(src).as_posix(), lambda p=path: _read_file(p))
 
 
@@ -239,7 +238,7 @@ def _write(tracklets: dict, out: Path, limit: int, progress: bool) -> tuple[int,
     tmp = _fresh_dir(out, "tmp")
     sequences = frames = 0
     try:
-        for (label, track), crops in tqdm(
+        for (label, track), crops in progress_bar(
             tracklets.items(), desc="writing", unit=" tracklets", disable=not progress
         ):
             start = 0

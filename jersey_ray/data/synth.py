@@ -1,8 +1,15 @@
 """Synthetic jersey-number tracklets: the built-in data set.
 
 ``generate(OUT, ...)`` (CLI: ``python -m jersey_ray.data synth OUT``) writes the reference layout
-``OUT/<jersey>/<track>/<sequence>/`` with one ``anchor.jpg`` (the clearest frame of the
-sequence, not a copy) and the other frames ``f1.jpg, f2.jpg, ...`` in temporal order.
+``OUT/<jersey>/<track>/<sequence>/`` with one ``anchor.jpg`` (one of the sequence's frames, not
+a copy) and the other frames ``f1.jpg, f2.jpg, ...`` in temporal order. Which frame is the anchor
+is a :class:`Style` option: by default a frame drawn at random like any other (``random``), so a
+single-frame model is not flattered; ``clearest`` picks the least blurred, occluded, turned one.
+
+Two crop styles (:class:`Style`): ``player`` writes the whole player box, as a tracker would
+(the study's 192x96 crops); ``number`` writes the number region of each frame of that same scene,
+cut as a text detector would (a loose box around the printed digits, with jitter), like the
+real SoccerNet number crops (tight, small, low resolution).
 
 Each sequence shows one player, mostly from behind: shirt in the team colour with the number in
 DejaVu Sans Bold (matplotlib's copy), shorts, arms, head, on grass, sometimes with a pitch line
@@ -37,11 +44,11 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from jersey_ray import cli
 from jersey_ray.config import DEFAULT_SIZE
 from jersey_ray.errors import UserError
+from jersey_ray.progress import bar as progress_bar
 
 REFERENCE_NUMBERS = ("4", "6", "8", "9", "48", "49", "64", "66", "88", "89")
 DEFAULT_SEQUENCES = 1200
@@ -102,6 +109,26 @@ class SynthSummary:
 # ----------------------------------------------------------------------------- plan
 
 
+CROPS = ("player", "number")
+ANCHORS = ("random", "clearest")
+
+
+@dataclass(frozen=True)
+class Style:
+    """How the frames of the data set are cut and which one is the anchor."""
+
+    crop: str = "player"
+    """``player``: the whole player box; ``number``: the number region of each frame."""
+    anchor: str = "random"
+    """``random``: the anchor is a frame drawn like any other; ``clearest``: the clearest."""
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise UserError(f"crop {self.crop!r} is invalid: choose {' or '.join(CROPS)}")
+        if self.anchor not in ANCHORS:
+            raise UserError(f"anchor {self.anchor!r} is invalid: choose {' or '.join(ANCHORS)}")
+
+
 @dataclass(frozen=True)
 class SeqJob:
     """One sequence to render; ``team``, ``track`` (global) and ``seq`` key its random
@@ -116,6 +143,7 @@ class SeqJob:
     n_frames: int
     size: tuple[int, int]
     seed: int
+    style: Style = Style()
 
     @property
     def rel(self) -> str:
@@ -139,6 +167,7 @@ def plan_dataset(
     seed: int,
     sequences_per_track: float,
     imbalance: float,
+    style: Style = Style(),
 ) -> list[SeqJob]:
     """Tracks per number follow a Zipf law over the list order (earlier numbers are commoner),
     at least 3 each; sequences per track are skewed too; lengths are uniform in ``frames``.
@@ -161,7 +190,9 @@ def plan_dataset(
             for seq in range(int(per_track[track])):
                 n, team = int(lengths[len(jobs)]), int(teams[track])
                 track_dir, seq_dir = f"track{local:03d}", f"seq{seq:02d}"
-                jobs.append(SeqJob(jersey, team, track, track_dir, seq, seq_dir, n, size, seed))
+                jobs.append(
+                    SeqJob(jersey, team, track, track_dir, seq, seq_dir, n, size, seed, style)
+                )
             track += 1
     return jobs
 
@@ -733,7 +764,23 @@ def _difficulty(main: Actor, cam: Camera, i: int, box, covered: float) -> float:
 
 
 def render_frames(job: SeqJob) -> tuple[list[Image.Image], int]:
-    """All frames of one sequence in temporal order, and the index of the anchor (clearest)."""
+    """All frames of one sequence in temporal order (cut as ``job.style.crop`` says), and the
+    index of the anchor (``job.style.anchor``)."""
+    frames, scores, boxes = _render_scene(job)
+    if job.style.crop == "number":
+        frames = _number_crops(
+            frames, boxes, np.random.default_rng([job.seed, 5, job.track, job.seq])
+        )
+    if job.style.anchor == "clearest":
+        return frames, int(np.argmin(scores))
+    # its own stream: the frames do not depend on how the anchor is chosen
+    return frames, int(
+        np.random.default_rng([job.seed, 4, job.track, job.seq]).integers(len(frames))
+    )
+
+
+def _render_scene(job: SeqJob) -> tuple[list[Image.Image], list[float], list]:
+    """The player-box frames, each frame's difficulty and the main number's box (or None)."""
     h, w = job.size
     kit = make_kit(
         np.random.default_rng([job.seed, 3, job.team]),
@@ -747,7 +794,7 @@ def render_frames(job: SeqJob) -> tuple[list[Image.Image], int]:
     margin = (w // 2, h // 4)
     cam = _camera(rng, n, job.size, margin)
     background = _background(rng, w + 2 * margin[0], h + 2 * margin[1])
-    frames, scores = [], []
+    frames, scores, boxes = [], [], []
     for i in range(n):
         x, y = (int(v) for v in cam.pan[i])
         img = background.crop((x, y, x + w, y + h))
@@ -762,7 +809,28 @@ def render_frames(job: SeqJob) -> tuple[list[Image.Image], int]:
                 covered = max(covered, _overlap(box, draw_player(img, draw, actor, pose)[1]))
         frames.append(develop(img, cam, i))
         scores.append(_difficulty(main, cam, i, box, covered))
-    return frames, int(np.argmin(scores))
+        boxes.append(box)
+    return frames, scores, boxes
+
+
+def _number_crops(frames: list[Image.Image], boxes: list, rng: np.random.Generator) -> list:
+    """Each frame's number region, cut loosely as a text detector would: the printed box grown
+    by 5-30% per side with jitter. Where the number is not visible (turned edge-on), the last
+    visible box (or the shirt's middle) is cut: a detector's miss that the tracklet keeps."""
+    w, h = frames[0].size
+    last = next((b for b in boxes if b is not None), (w * 0.3, h * 0.25, w * 0.7, h * 0.45))
+    crops = []
+    for img, box in zip(frames, boxes, strict=True):
+        last = box if box is not None else last
+        x0, y0, x1, y1 = last
+        bw, bh = max(x1 - x0, 2), max(y1 - y0, 2)
+        grow = rng.uniform(0.05, 0.3, 4)
+        cut = (
+            max(0, round(x0 - grow[0] * bw)), max(0, round(y0 - grow[1] * bh)),
+            min(w, round(x1 + grow[2] * bw)), min(h, round(y1 + grow[3] * bh)),
+        )  # fmt: skip
+        crops.append(img.crop(cut) if cut[2] - cut[0] >= 2 and cut[3] - cut[1] >= 2 else img)
+    return crops
 
 
 def write_sequence(job: SeqJob, root: str) -> int:
@@ -855,7 +923,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _run_jobs(jobs: list[SeqJob], root: Path, workers: int, progress: bool) -> None:
     total = sum(job.n_frames for job in jobs)
-    with tqdm(total=total, unit="frame", desc="synth", disable=not progress) as bar:
+    with progress_bar(total=total, unit="frame", desc="synth", disable=not progress) as bar:
         if workers == 1:
             for job in jobs:
                 bar.update(write_sequence(job, str(root)))
@@ -892,17 +960,23 @@ def generate(
     force: bool = False,
     sequences_per_track: float = DEFAULT_SEQUENCES_PER_TRACK,
     imbalance: float = DEFAULT_IMBALANCE,
+    crop: str = Style.crop,
+    anchor: str = Style.anchor,
 ) -> SynthSummary:
-    """Write the synthetic data set to ``out`` (size is (height, width); numbers default to
-    the reference's 10 classes). The same arguments give byte-identical files for any
-    ``workers``. Written to ``out.tmp-*`` first, renamed when complete."""
+    """Write the synthetic data set to ``out`` (size is (height, width) of the player scene;
+    numbers default to the reference's 10 classes; ``crop`` and ``anchor``: :class:`Style`).
+    The same arguments give byte-identical files for any ``workers``. Written to
+    ``out.tmp-*`` first, renamed when complete."""
+    style = Style(crop, anchor)
     numbers = check_numbers(numbers)
     workers = os.cpu_count() or 1 if workers is None else workers
     _check_args(numbers, sequences, size, frames, seed, workers, sequences_per_track, imbalance)
     out = Path(out)
     _check_out(out, force)
     size = (int(size[0]), int(size[1]))
-    jobs = plan_dataset(numbers, sequences, frames, size, seed, sequences_per_track, imbalance)
+    jobs = plan_dataset(
+        numbers, sequences, frames, size, seed, sequences_per_track, imbalance, style
+    )
     start = time.perf_counter()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -985,6 +1059,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Zipf exponent of tracks per number in list order, 0 = balanced "
         f"(default {DEFAULT_IMBALANCE:g})",
     )
+    p.add_argument(
+        "--crop",
+        choices=CROPS,
+        default=Style.crop,
+        help="player: whole player boxes (the study's crops); number: the number region of "
+        f"each frame, like the SoccerNet number crops (default {Style.crop})",
+    )
+    p.add_argument(
+        "--anchor",
+        choices=ANCHORS,
+        default=Style.anchor,
+        help="which frame is anchor.jpg: random (like any other frame) or clearest (default "
+        f"{Style.anchor})",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--workers",
@@ -1002,6 +1090,7 @@ def run(args: argparse.Namespace) -> int:
         args.out, sequences=args.sequences, numbers=args.numbers, size=args.size,
         frames=args.frames, seed=args.seed, workers=args.workers, progress=not args.no_progress,
         force=args.force, sequences_per_track=args.sequences_per_track, imbalance=args.imbalance,
+        crop=args.crop, anchor=args.anchor,
     )  # fmt: skip
     print(summary.line())
     print(summary.classes_line())
