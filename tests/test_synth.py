@@ -262,3 +262,41 @@ def test_out_may_not_be_the_current_folder(tmp_path, monkeypatch):
         with pytest.raises(UserError, match="current folder"):
             synth.generate(out, sequences=3, numbers=["5"], force=True, **SMALL)
     assert [p.name for p in tmp_path.iterdir()] == ["sub"]
+
+
+def test_the_anchor_is_drawn_like_any_frame_unless_asked_for_the_clearest():
+    """Which frame is the anchor changes no pixel; the default is not the clearest frame."""
+    base = synth.SeqJob("48", 0, 0, "track000", 0, "seq00", 8, (96, 48), 5)
+    picks = {}
+    for anchor in synth.ANCHORS:
+        frames, picks[anchor] = synth.render_frames(
+            dataclasses.replace(base, style=synth.Style(anchor=anchor))
+        )
+        assert [np.asarray(f).tobytes() for f in frames] == [
+            np.asarray(f).tobytes() for f in synth.render_frames(base)[0]
+        ]
+    random_picks = {synth.render_frames(dataclasses.replace(base, seq=s))[1] for s in range(12)}
+    assert len(random_picks) > 2  # spread over the sequence, not pinned to one frame
+    with pytest.raises(UserError, match="anchor 'best' is invalid"):
+        synth.Style(anchor="best")
+
+
+def test_number_crops_cut_the_number_region_of_each_frame():
+    job = synth.SeqJob("48", 0, 0, "track000", 0, "seq00", 6, (192, 96), 5)
+    players, _ = synth.render_frames(job)
+    numbers, _ = synth.render_frames(dataclasses.replace(job, style=synth.Style(crop="number")))
+    assert len(numbers) == len(players)
+    for player, number in zip(players, numbers, strict=True):
+        assert player.size == (96, 192)
+        assert number.width < player.width and number.height < player.height / 2
+    with pytest.raises(UserError, match="crop 'face' is invalid"):
+        synth.Style(crop="face")
+
+
+def test_number_crop_data_sets_from_the_command_line(tmp_path):
+    out = tmp_path / "crops"
+    argv = [str(out), "--sequences", "3", "--numbers", "7", "--crop", "number"]
+    assert main([*argv, "--anchor", "clearest", "--size", "96x48", "--workers", "1",
+                 "--frames", "2-3", "--no-progress"]) == 0  # fmt: skip
+    sizes = [Image.open(p).size for p in out.rglob("*.jpg")]
+    assert sizes and all(w < 48 and h < 48 for w, h in sizes)
