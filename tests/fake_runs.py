@@ -33,6 +33,12 @@ class FakeTrial:
     """Extra raw lines inserted before the row with this 0-based index (malformed input)."""
     no_result_file: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    predictions: list[tuple[str, str, int]] | None = None
+    """test_predictions.csv rows as (track, jersey, correct), one per sequence (None: no file,
+    as in runs made before trials wrote it)."""
+    unseen: tuple[float, float, float] | None = None
+    """unseen acc_number, acc_tens, acc_ones on the last row (a held-out cache)."""
+    unseen_predictions: list[tuple[str, str, int]] | None = None
 
 
 def _rows(t: FakeTrial) -> list[dict[str, Any]]:
@@ -69,7 +75,33 @@ def _rows(t: FakeTrial) -> list[dict[str, Any]]:
                 "test_acc_ones": ones,
             }
         )
+    if t.test is not None and t.unseen is not None:
+        number, tens, ones = t.unseen
+        rows[-1].update(
+            {"unseen_acc_number": number, "unseen_acc_tens": tens, "unseen_acc_ones": ones}
+        )
     return rows
+
+
+PREDICTION_HEADER = "seq_id,track,jersey,pred_tens,pred_ones,p_tens,p_ones,correct"
+
+
+def write_predictions(path: Path, rows: list[tuple[str, str, int]]) -> Path:
+    """A predictions file as the trial writes it (train/evaluate.py write_predictions): one
+    line per sequence; the predicted digits are the truth when correct, else 0 and 0."""
+    lines = [PREDICTION_HEADER]
+    for i, (track, jersey, correct) in enumerate(rows):
+        tens = 10 if len(jersey) == 1 else int(jersey[0])
+        pred = (tens, int(jersey[-1])) if correct else (0, 0)
+        lines.append(f"{track}/s{i},{track},{jersey},{pred[0]},{pred[1]},0.9,0.8,{correct}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def track_rows(pattern: str, prefix: str = "t", jersey: str = "7") -> list[tuple[str, str, int]]:
+    """Prediction rows of one-sequence tracks t0, t1, ...: ``pattern[i]`` is "1" when track i's
+    sequence is right (``"1100"``: right on t0 and t1 of 4 tracks)."""
+    return [(f"{prefix}{i}", jersey, int(c)) for i, c in enumerate(pattern)]
 
 
 def write_trial(run_dir: Path, t: FakeTrial) -> Path:
@@ -87,6 +119,10 @@ def write_trial(run_dir: Path, t: FakeTrial) -> Path:
         (trial_dir / "result.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
     if t.error is not None:
         (trial_dir / "error.txt").write_text(t.error, encoding="utf-8")
+    if t.predictions is not None:
+        write_predictions(trial_dir / "test_predictions.csv", t.predictions)
+    if t.unseen_predictions is not None:
+        write_predictions(trial_dir / "unseen_predictions.csv", t.unseen_predictions)
     return trial_dir
 
 
@@ -192,6 +228,22 @@ def standard_run(run_dir: Path, **sweep_overrides: Any) -> Path:
         write_trial(run_dir, trial)
     (run_dir / "pruned.json").write_text(json.dumps(PRUNED), encoding="utf-8")
     return run_dir
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def md_table(text: str, header_start: str) -> tuple[list[str], list[list[str]]]:
+    """The Markdown table of a table.md whose header line starts with ``header_start``."""
+    lines = text.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[i + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(_cells(line))
+    return _cells(lines[i]), rows
 
 
 # --------------------------------------------------------------------------- analysis inputs

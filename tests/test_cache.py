@@ -412,3 +412,24 @@ def test_cache_names_follow_the_data_config(tmp_path) -> None:
 def test_ray_workers_import_the_cache_decoder_without_torch() -> None:
     code = "import sys, jersey_ray.cache.decode; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_heldout_cache_keeps_its_numbers_out_of_train_and_val(ray_session, tmp_path) -> None:
+    root = tmp_path / "data"
+    for number in ("4", "8", "44", "48", "84", "88"):
+        for t in (1, 2, 3):
+            _image(root / number / f"t{t}" / "s1" / "f1.jpg", "RGB", (20, 10), t)
+    data = DataConfig(root=str(root), size=SIZE, max_frames=2, split="heldout")
+    result = B.build_cache(data, tmp_path / "c", progress=False)
+    m = result.manifest
+    built = S.data_config(m)
+    assert built.heldout_numbers == ("48",) or len(built.heldout_numbers) == 1
+    held = set(built.heldout_numbers)
+    assert S.splits_of(m) == ["train", "val", "test", "unseen"]
+    for track, split in m["split_assignment"].items():
+        assert (split == "unseen") == (track.split("/")[0] in held), track
+    unseen = sum(m["counts"]["per_class"][n]["unseen"]["sequences"] for n in held)
+    assert unseen == m["counts"]["splits"]["unseen"]["sequences"] == 3
+    assert cache_name(data) != cache_name(settings(root))  # its own cache
+    again = B.build_cache(data, tmp_path / "c", progress=False)
+    assert again.reused and S.data_config(again.manifest) == built  # the choice is stable

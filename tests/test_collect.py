@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_runs import FakeTrial, standard_run, write_sweep, write_trial
+from fake_runs import FakeTrial, md_table, standard_run, write_sweep, write_trial
 
 from jersey_ray import metrics
-from jersey_ray.results import collect, reference, runs, tables
+from jersey_ray.results import collect, compare, reference, runs, stats, tables
 from jersey_ray.results.__main__ import main as collect_main
 from jersey_ray.results.runs import choose_on_validation, read_run
 from jersey_ray.results.stats import t_quantile
@@ -41,24 +41,17 @@ def _model(summary: dict, config: str) -> dict:
     return next(m for m in summary["models"] if m["config"] == config)
 
 
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def md_table(text: str, header_start: str) -> tuple[list[str], list[list[str]]]:
-    """The Markdown table whose header line starts with ``header_start``."""
-    lines = text.splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[i + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append(_cells(line))
-    return _cells(lines[i]), rows
-
-
 def _plain(cell: str) -> str:
     return cell.replace("**", "")
+
+
+MAJORITY = "Majority class"
+
+
+def model_rows(rows: list[list[str]]) -> list[list[str]]:
+    """The main table's configuration rows: every row but the majority-class baseline."""
+    assert rows[-1][0].startswith(MAJORITY), "the main table ends with the majority-class row"
+    return rows[:-1]
 
 
 # --------------------------------------------------------------------------- reading a run
@@ -235,7 +228,8 @@ def test_bad_params_and_pruned_keys_are_skipped(tmp_path: Path) -> None:
 
 def _scheduler_pruned_json(run: Path, searched: list[dict]) -> dict:
     """pruned.json as the seed-aware ASHA writes it, for trials with these evaluated_params:
-    the first configuration reaches rung 1 with 0.8, the second with 0.2 and is pruned."""
+    the first configuration reaches rung 1 with 0.8, the second with 0.2 and is pruned (its
+    last seed ended before the rung: judged without it, named as missing)."""
     from ray.tune.experiment import Trial as TuneTrial
 
     from jersey_ray.sweep.asha import SeedAwareASHA
@@ -255,6 +249,7 @@ def _scheduler_pruned_json(run: Path, searched: list[dict]) -> dict:
         config = {**params, "epochs": 3, "lr_scheme": "uniform"}  # fixed: never in the key
         ctl.trials.append(TuneTrial("__fake", config=config, evaluated_params=params, stub=True))
         sched.on_trial_add(ctl, ctl.trials[-1])
+    ctl.trials[3].set_status(TuneTrial.TERMINATED)
     for trial, acc in zip(ctl.trials[:3], (0.8, 0.8, 0.2), strict=True):
         sched.on_trial_result(ctl, trial, {metrics.EPOCH: 1, metrics.VAL_ACC_NUMBER: acc})
     sched.write_pruned(run / "pruned.json")
@@ -283,7 +278,13 @@ def test_pruned_json_written_by_the_scheduler_matches(tmp_path: Path) -> None:
         write_trial(run, trial)
     summary = collect.collect(run, tmp_path / "out" / "phaseA")
     bad = _model(summary, "seq_bgru_mp/loss_weights=[1.0, 2.0]")
-    assert bad["pruned"] == {"epoch": 1, "rung_acc": 0.2, "seeds": [42], "source": "pruned.json"}
+    assert bad["pruned"] == {
+        "epoch": 1,
+        "rung_acc": 0.2,
+        "seeds": [42],
+        "missing": [123],
+        "source": "pruned.json",
+    }
     assert _model(summary, "seq_bgru_mp/loss_weights=[1.0, 1.0]")["n_finished"] == 2
     assert summary["skipped"] == [] and summary["unfinished"] == []
 
@@ -314,7 +315,7 @@ def test_csv_markdown_json_agree(collected: tuple[Path, Path, dict]) -> None:
         csv_rows = {r["config"]: r for r in csv.DictReader(fh)}
     assert set(csv_rows) == {m["config"] for m in summary["models"]}
     header, md_rows = md_table((out / "table.md").read_text(), "| Model |")
-    md_by_id = {r[1].strip("`"): r for r in md_rows}
+    md_by_id = {r[1].strip("`"): r for r in model_rows(md_rows)}
     assert set(md_by_id) == {m["config"] for m in summary["models"] if m["n_finished"]}
     for m in summary["models"]:
         row = csv_rows[m["config"]]
@@ -396,6 +397,7 @@ def test_every_number_in_table_md_recomputes_from_the_run_folder(
     with (Path(collect.__file__).parent / "report_tables.csv").open() as fh:
         report = {r["model_id"]: r for r in csv.DictReader(fh)}
     _header, rows = md_table((out / "table.md").read_text(), "| Model |")
+    rows = model_rows(rows)
     assert len(rows) == 4
     for row in rows:
         cells = [_plain(c) for c in row]
@@ -422,37 +424,56 @@ def test_every_number_in_table_md_recomputes_from_the_run_folder(
 # --------------------------------------------------------------------------- comparisons
 
 
+def _comparison(summary: dict, config: str) -> dict | None:
+    return next((c for c in summary["comparisons"] if c["model"] == config), None)
+
+
 def test_comparison_with_the_reference(collected: tuple[Path, Path, dict]) -> None:
+    # the standard run has no test_predictions.csv (an old run): seed-only Welch, with a note
     _, out, summary = collected
-    assert _model(summary, "seq_bgru_mp")["vs_reference"] is None
-    assert _model(summary, "seq_brnn_mp")["vs_reference"] is None  # n = 1
-    lstm = _model(summary, "seq_blstm_mp")["vs_reference"]
+    assert _comparison(summary, "seq_bgru_mp") is None
+    assert _comparison(summary, "seq_brnn_mp") is None  # n = 1
+    lstm = _comparison(summary, "seq_blstm_mp")
     assert lstm["reference"] == "seq_bgru_mp"
     assert lstm["source"] == "this run"
-    assert lstm["diff"] == pytest.approx(0.02)
-    assert (lstm["ci_low"], lstm["ci_high"]) == (
+    assert lstm["method"] == "welch_seeds" and "test_predictions.csv" in lstm["note"]
+    welch_lstm = lstm["welch_seeds"]
+    assert welch_lstm["diff"] == lstm["delta"] == pytest.approx(0.02)
+    assert (welch_lstm["ci_low"], welch_lstm["ci_high"]) == (
         pytest.approx(-0.0617363, abs=1e-6),
         pytest.approx(0.1017363, abs=1e-6),
     )
+    assert lstm["ci"] == [welch_lstm["ci_low"], welch_lstm["ci_high"]]
     assert lstm["significant"] is False
     # 0.81 +- 0.01414 (n 2) vs 0.93 +- 0.03606 (n 3): se^2 = 1e-4 + 4.3333e-4, df = 2.738
-    ugru = _model(summary, "seq_ugru_fs")["vs_reference"]
-    assert ugru["df"] == pytest.approx(2.73797, abs=1e-4)
-    half = t_quantile(0.975, ugru["df"]) * math.sqrt(1e-4 + 0.0013 / 3)
-    assert ugru["ci_high"] == pytest.approx(-0.12 + half)
+    ugru = _comparison(summary, "seq_ugru_fs")
+    assert ugru["welch_seeds"]["df"] == pytest.approx(2.73797, abs=1e-4)
+    half = t_quantile(0.975, ugru["welch_seeds"]["df"]) * math.sqrt(1e-4 + 0.0013 / 3)
+    assert ugru["welch_seeds"]["ci_high"] == pytest.approx(-0.12 + half)
+    # t = -0.12 / 0.0230940 = -5.19615 on 2.738 df: p = 0.017307; Holm over 2 comparisons
+    assert ugru["p"] == pytest.approx(0.0173070, abs=1e-6)
+    assert ugru["p_holm"] == pytest.approx(2 * 0.0173070, abs=2e-6)
+    assert lstm["p_holm"] == pytest.approx(lstm["p"]) == pytest.approx(0.534186, abs=1e-5)
     assert ugru["significant"] is True
+    assert (ugru["n_seeds"], ugru["n_seeds_reference"], ugru["n_tracks"]) == (2, 3, None)
     text = (out / "table.md").read_text()
-    _, rows = md_table(text, "| Model | id | n | Δ")
+    header, rows = md_table(text, "| Model | id | n | Tracks | Δ")
     assert rows[1] == [
         "BiLSTM (mean pool)",
         "`seq_blstm_mp`",
         "3",
+        "—",
         "+0.0200",
         "[-0.0617, +0.1017]",
-        "4.0",
+        "0.5342",
+        "0.5342",
         "not significant",
+        "seed-only Welch",
+        "[-0.0617, +0.1017]",
+        "4.0",
+        "0.5342",
     ]
-    assert rows[0][-1] == "lower (significant)"
+    assert rows[0][header.index("Verdict")] == "lower (significant)"
     assert "Welch's t interval" in text
     assert "Not compared (n < 2): `seq_brnn_mp`." in text
 
@@ -460,7 +481,7 @@ def test_comparison_with_the_reference(collected: tuple[Path, Path, dict]) -> No
 def test_reference_absent_from_run_says_so(tmp_path: Path) -> None:
     run = standard_run(tmp_path / "runs" / "x", reference="attn_bgru_luong")
     summary = collect.collect(run, tmp_path / "results" / "phaseA")
-    assert all(m["vs_reference"] is None for m in summary["models"])
+    assert summary["comparisons"] == []
     assert summary["reference"]["source"] is None
     text = (tmp_path / "results" / "phaseA" / "table.md").read_text()
     assert "Reference `attn_bgru_luong` is not in this run" in text
@@ -474,9 +495,10 @@ def test_reference_from_another_phase_summary(tmp_path: Path) -> None:
     for seed, acc in ((42, 0.96), (123, 0.97), (456, 0.98)):
         write_trial(run_b, FakeTrial("attn_bgru_luong", seed, [0.9], (acc, 0.99, acc)))
     summary = collect.collect(run_b, results / "phaseB")
-    cmp = summary["models"][0]["vs_reference"]
+    (cmp,) = summary["comparisons"]
+    assert cmp["model"] == "attn_bgru_luong"
     assert cmp["source"].startswith("phaseA/summary.json")
-    assert cmp["diff"] == pytest.approx(0.97 - 0.93)
+    assert cmp["delta"] == pytest.approx(0.97 - 0.93)
     index = (results / "README.md").read_text()
     assert "[table](phaseA/table.md)" in index and "[table](phaseB/table.md)" in index
 
@@ -550,7 +572,7 @@ def test_confidence_level_comes_from_stats(
     _, out, summary = collected
     text = (out / "table.md").read_text()
     assert "| 95% CI |" in text and "with a 95% Welch's" in text
-    monkeypatch.setattr(tables, "CONFIDENCE", 0.9)
+    monkeypatch.setattr(stats, "CONFIDENCE", 0.9)
     text = tables.render_markdown(summary)
     assert "95%" not in text
     assert text.count("| 90% CI |") == 2 and "with a 90% Welch's" in text
@@ -654,10 +676,10 @@ def test_best_of_phase_reference_is_chosen_on_validation(tmp_path: Path) -> None
     (results / "phaseA").mkdir(parents=True)
     (results / "phaseA" / "summary.json").write_text(json.dumps(phase_a))
     skipped: list[dict[str, str]] = []
-    ref, how = collect.resolve_reference("best:phaseA", results / "phaseB", skipped)
+    ref, how = compare.resolve_reference("best:phaseA", results / "phaseB", skipped)
     assert ref == "seq_bgru_mp" and "on validation" in how and not skipped
-    assert collect.resolve_reference("seq_ugru_fs", results / "phaseB", skipped) == (
+    assert compare.resolve_reference("seq_ugru_fs", results / "phaseB", skipped) == (
         "seq_ugru_fs", "",
     )  # fmt: skip
-    ref, how = collect.resolve_reference("best:phase9", results / "phaseB", skipped)
+    ref, how = compare.resolve_reference("best:phase9", results / "phaseB", skipped)
     assert ref == "" and "run phase9 first" in how

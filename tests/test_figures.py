@@ -288,3 +288,11 @@ def test_analysis_figures_from_a_real_cache(tmp_path: Path, real_cache: Path) ->
     ]
     assert_png(out / "confusion.png")
     assert_png(out / "mistakes.png")
+
+
+def test_seen_vs_unseen_figure(tmp_path: Path) -> None:
+    points = [
+        ("A", {"mean": 0.95, "std": 0.01, "n": 3}, {"mean": 0.4, "std": 0.1, "n": 3}),
+        ("B", {"mean": 0.9, "std": None, "n": 1}, {"mean": 0.0, "std": 0.0, "n": 0}),
+    ]
+    assert_png(figures.seen_vs_unseen(points, tmp_path / "seen.png", phase="holdout"))

@@ -175,3 +175,63 @@ def test_summary_errors_are_one_line(tmp_path, capsys):
     assert "'7,x'" in err and err.startswith("error: ") and err.count("\n") == 1
     assert main(["summary", str(tmp_path), "--numbers", ","]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ held-out combinations
+
+
+def heldout(seqs, held=(), seed=42):
+    from jersey_ray.config import DataConfig
+    from jersey_ray.data.split import assign_splits
+
+    data = DataConfig(split="heldout", split_seed=seed, heldout_numbers=tuple(held))
+    return assign_splits(seqs, data)
+
+
+def test_heldout_numbers_go_to_unseen_and_nowhere_else():
+    seqs = make({"4": 3, "9": 3, "49": 3, "94": 4, "44": 3, "99": 3})
+    assignment, resolved = heldout(seqs, held=("94",))
+    assert resolved.heldout_numbers == ("94",)
+    for track, split in assignment.items():
+        assert (split == "unseen") == track.startswith("94/")
+    assert {s for t, s in assignment.items() if not t.startswith("94/")} == set(SPLITS)
+    counts = split_counts(seqs, assignment)
+    assert counts["splits"]["unseen"] == {"tracks": 4, "sequences": 8}
+    assert counts["per_class"]["94"]["train"]["tracks"] == 0
+
+
+def test_a_heldout_number_needs_both_digits_in_place_in_training():
+    from jersey_ray.data.index import DataError
+
+    seqs = make({"4": 3, "9": 3, "49": 3, "94": 3})
+    # 94 needs a 9 in the tens place of some training number: 4, 9, 49 have none
+    with pytest.raises(DataError, match=r"held-out number 94 .* a 9 in the tens place .* 90-99"):
+        heldout(seqs, held=("94",))
+    with pytest.raises(DataError, match="have no tracks"):
+        heldout(seqs, held=("77",))
+    seqs = make({"7": 3, "17": 3, "1": 3})
+    with pytest.raises(DataError, match=r"held-out number 7 .* a blank \(a one-digit number\)"):
+        heldout(seqs, held=("7", "1"))
+
+
+def test_the_automatic_heldout_choice_is_covered_seeded_and_about_a_fifth():
+    numbers = [f"{t}{o}" for t in range(1, 10) for o in range(10)]  # 90 two-digit numbers
+    seqs = make({n: 3 for n in ["4", "7", *numbers]})
+    _, first = heldout(seqs, seed=1)
+    _, again = heldout(seqs, seed=1)
+    _, other = heldout(seqs, seed=2)
+    assert first == again and first.heldout_numbers != other.heldout_numbers
+    assert len(first.heldout_numbers) == round(0.2 * 90)
+    kept = [n for n in ["4", "7", *numbers] if n not in first.heldout_numbers]
+    tens_seen = {parse_label(n)[0] for n in kept}
+    ones_seen = {parse_label(n)[1] for n in kept}
+    for n in first.heldout_numbers:
+        assert parse_label(n)[0] in tens_seen and parse_label(n)[1] in ones_seen
+
+
+def test_no_automatic_choice_where_no_digit_is_covered_twice():
+    from jersey_ray.data.index import DataError
+
+    seqs = make({"4": 3, "12": 3, "35": 3})  # every two-digit number's digits are unique
+    with pytest.raises(DataError, match="no number can be held out"):
+        heldout(seqs)

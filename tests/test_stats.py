@@ -1,4 +1,5 @@
-"""Statistics over seeds (jersey_ray.results.stats): known t quantiles, hand-computed examples."""
+"""Statistics over seeds (jersey_ray.results.stats): known t quantiles, hand-computed examples,
+Holm's adjustment on known p-values. The bootstrap is tests/test_bootstrap.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sys
 
 import pytest
 
-from jersey_ray.results.stats import describe, t_cdf, t_quantile, welch
+from jersey_ray.results import stats
+from jersey_ray.results.stats import describe, holm, paired_t, t_cdf, t_quantile, welch
 
 
 @pytest.mark.parametrize(
@@ -57,18 +59,53 @@ def test_welch_hand_example() -> None:
     assert w["ci_low"] == pytest.approx(0.02 - 0.0817363, abs=1e-6)
     assert w["ci_high"] == pytest.approx(0.02 + 0.0817363, abs=1e-6)
     assert w["significant"] is False
+    # t = 0.02 / 0.0294392 = 0.679366 on 4 df: two-sided p = 0.534186
+    assert w["p"] == pytest.approx(0.534186, abs=1e-6)
 
 
-def test_welch_zero_variance_and_too_few_values() -> None:
+def test_welch_zero_variance_is_na_never_significant_and_too_few_values() -> None:
+    # both sides without variance (easy with --quick, n = 2): no interval, no p, no verdict
+    # (it used to collapse to the difference and call any gap significant)
     w = welch((0.99, 0.0, 3), (0.98, 0.0, 3))
-    assert (w["ci_low"], w["ci_high"], w["df"], w["significant"]) == (
-        pytest.approx(0.01),
-        pytest.approx(0.01),
+    assert w["diff"] == pytest.approx(0.01)
+    assert (w["ci_low"], w["ci_high"], w["df"], w["p"], w["significant"]) == (
         None,
-        True,
+        None,
+        None,
+        None,
+        False,
     )
+    # variance on one side only is an interval again (df = n - 1 of that side)
+    one = welch((0.99, 0.01, 3), (0.98, 0.0, 3))
+    assert one["df"] == pytest.approx(2.0)
+    assert one["ci_high"] - one["diff"] == pytest.approx(4.3026527 * 0.01 / math.sqrt(3))
     with pytest.raises(ValueError):
         welch((0.9, 0.0, 1), (0.9, 0.01, 3))
+
+
+def test_holm_on_known_p_values() -> None:
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # capped at 1; None (no test, e.g. zero variance) keeps its place and is not counted in m
+    assert holm([0.6, None, 0.5]) == [1.0, None, 1.0]
+    assert holm([None, 0.02]) == [None, 0.02]
+    assert holm([]) == []
+    # a tie: both get the same adjusted value
+    assert holm([0.01, 0.01, 0.2]) == pytest.approx([0.03, 0.03, 0.2])
+
+
+def test_paired_t_by_hand() -> None:
+    # differences -0.5, -0.4, -0.6: mean -0.5, sd 0.1, se 0.1 / sqrt(3), t = -8.660254 on 2 df
+    t = paired_t([-0.5, -0.4, -0.6])
+    assert t["diff"] == pytest.approx(-0.5)
+    assert t["ci_low"] == pytest.approx(-0.5 - 4.3026527 * 0.1 / math.sqrt(3))
+    assert t["p"] == pytest.approx(0.0130718, abs=1e-6)
+    assert paired_t([-0.5, -0.5])["p"] is None  # zero variance: n/a
+
+
+def test_no_hand_written_numerics_remain() -> None:
+    # SciPy computes the distributions now
+    assert not hasattr(stats, "betainc") and not hasattr(stats, "_betacf")
 
 
 def test_stats_imports_no_torch() -> None:

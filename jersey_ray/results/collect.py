@@ -5,8 +5,9 @@ figures, and the results index.
 
 Numbers come only from what the trials reported through Tune (read by :mod:`.runs`); logs and
 TensorBoard files are never parsed. Statistics over seeds use the sample std (ddof 1) and say
-so; comparisons between models are Welch's t intervals over seeds (:mod:`.stats`), so a reader
-sees which gains are larger than the seed-to-seed noise. Every model or trial choice is made on
+so; comparisons with the reference model are a paired bootstrap over test tracks and seeds on the
+trials' predictions, Holm-adjusted per table (:mod:`.compare`), so a reader sees which gains are
+larger than the track-to-track and seed-to-seed noise. Every model or trial choice is made on
 validation metrics. Rendering is :mod:`.tables`.
 """
 
@@ -21,12 +22,20 @@ from typing import Any
 
 from jersey_ray import metrics as M
 from jersey_ray.errors import UserError
-from jersey_ray.results import figures, reference
+from jersey_ray.results import figures, heldout, reference, stats
+from jersey_ray.results.compare import (
+    choose_reference,
+    compare_to_reference,
+    find_reference,
+    report_check,
+)
+from jersey_ray.results.index import write_index
+from jersey_ray.results.majority import majority_class
+from jersey_ray.results.predictions import RunPredictions
 from jersey_ray.results.runs import (
     CHOICE_RULE,
     Run,
     Trial,
-    best_config_on_validation,
     chosen_checkpoint,
     failed_trials,
     read_run,
@@ -35,8 +44,8 @@ from jersey_ray.results.runs import (
     searched_names,
     unfinished_trials,
 )
-from jersey_ray.results.stats import CI_METHOD, CONFIDENCE, STD_LABEL, describe, welch
-from jersey_ray.results.tables import TEST_KEYS, render_csv, render_markdown, write_index
+from jersey_ray.results.stats import STD_LABEL, describe
+from jersey_ray.results.tables import TEST_KEYS, render_csv, render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +88,16 @@ def _params(config: str, trials: list[Trial]) -> int | None:
 
 def _pruned_info(pruned: list[Trial], entry: dict | None) -> dict[str, Any] | None:
     if entry is not None:
-        return {
+        info = {
             "epoch": entry.get("epoch"),
             "rung_acc": entry.get("rung_acc"),
             "seeds": entry.get("seeds", [t.seed for t in pruned]),
             "source": "pruned.json",
         }
+        # the scheduler names the seeds it judged without (failed or ended before the rung)
+        if entry.get("missing"):
+            info["missing"] = entry["missing"]
+        return info
     if not pruned:
         return None
     epochs = [int(t.last[M.EPOCH]) for t in pruned if M.EPOCH in t.last]
@@ -109,9 +122,10 @@ def _report_entry(model_id: str) -> dict[str, Any] | None:
 
 
 def summarize_config(
-    config: str, trials: list[Trial], pruned_entry: dict | None = None
+    config: str, trials: list[Trial], pruned_entry: dict | None = None, held_out: bool = False
 ) -> dict[str, Any]:
-    """One table row: statistics over the finished trials of one configuration."""
+    """One table row: statistics over the finished trials of one configuration (a configuration
+    in pruned.json has none: :attr:`runs.Trial.status`)."""
     by_status: dict[str, list[Trial]] = {"finished": [], "pruned": [], "failed": []}
     for t in trials:
         by_status[t.status].append(t)
@@ -134,8 +148,9 @@ def summarize_config(
     record["best_epoch_mean"] = _mean_or_none(_last_values(done, M.BEST_EPOCH))
     record["train_minutes_mean"] = _mean_or_none([s / 60.0 for s in times])
     record["report"] = _report_entry(model)
-    record["vs_reference"] = None
     record["pruned"] = _pruned_info(by_status["pruned"], pruned_entry)
+    if held_out:
+        heldout.add_fields(record, done)
     return record
 
 
@@ -163,138 +178,15 @@ def summarize_run(run: Run) -> list[dict[str, Any]]:
         groups.setdefault(t.config, []).append(t)
     model_of = {c: ts[0].model for c, ts in groups.items()}
     pruned = _pruned_entries(run, groups)
+    declared = [s for s in run.sweep.get("seeds") or [] if isinstance(s, int)]
+    held_out = heldout.is_heldout(run.sweep)
     records = []
     for config in _model_order(run.sweep, list(groups), model_of):
-        has_pruned = any(t.status == "pruned" for t in groups[config])
-        entry = pruned.get(config) if has_pruned else None
-        records.append(summarize_config(config, groups[config], entry))
+        record = summarize_config(config, groups[config], pruned.get(config), held_out)
+        present = {t.seed for t in groups[config]}
+        record["seeds"]["missing"] = [s for s in declared if s not in present]
+        records.append(record)
     return records
-
-
-# --------------------------------------------------------------------------- comparisons
-
-
-def _stats_of(record: dict[str, Any]) -> tuple[float, float, int] | None:
-    s = record[M.TEST_ACC_NUMBER]
-    return (s["mean"], s["std"], s["n"]) if s["n"] >= 2 else None
-
-
-def _read_summary(path: Path, skipped: list[dict[str, str]]) -> dict[str, Any] | None:
-    """Another phase's summary.json; an unusable one is a counted skip."""
-    rel = f"{path.parent.name}/summary.json"
-    try:
-        other = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        record_skip(skipped, rel, f"unreadable summary ({type(err).__name__}: {err})")
-        return None
-    if not isinstance(other, dict) or not isinstance(other.get("models"), list):
-        record_skip(skipped, rel, "not a phase summary (no 'models' list)")
-        return None
-    return other
-
-
-def _reference_elsewhere(
-    ref: str, out_dir: Path, skipped: list[dict[str, str]]
-) -> dict[str, Any] | None:
-    """The reference model's record in another phase's summary beside ``out_dir``."""
-    for path in sorted(out_dir.resolve().parent.glob("*/summary.json")):
-        if path.parent == out_dir.resolve():
-            continue
-        other = _read_summary(path, skipped)
-        for rec in other["models"] if other else []:
-            if not isinstance(rec, dict) or ref not in (rec.get("config"), rec.get("id")):
-                continue
-            if (rec.get(M.TEST_ACC_NUMBER) or {}).get("n", 0) >= 1:
-                src = f"{path.parent.name}/summary.json (run {other.get('run_dir')})"
-                return {**rec, "source": src}
-    return None
-
-
-BEST_OF = "best:"
-"""A sweep's ``reference = "best:phaseA"``: the best model of that phase, chosen on validation."""
-
-
-def resolve_reference(
-    declared: str, out_dir: Path, skipped: list[dict[str, str]]
-) -> tuple[str, str]:
-    """The reference configuration id and how it was chosen (empty id: none available)."""
-    if not declared.startswith(BEST_OF):
-        return declared, ""
-    phase = declared[len(BEST_OF) :]
-    path = out_dir.resolve().parent / phase / "summary.json"
-    other = _read_summary(path, skipped) if path.is_file() else None
-    best = best_config_on_validation(other) if other else None
-    if best is None:
-        return "", f"the best {phase} model on validation, but {path} has none: run {phase} first"
-    return best, f"the best {phase} model on validation (highest mean best val acc_number)"
-
-
-def find_reference(
-    ref: str, records: list[dict[str, Any]], out_dir: Path, skipped: list[dict[str, str]]
-) -> dict[str, Any] | None:
-    """The reference's record: from this run, else from another phase's summary beside it
-    (an unreadable one is counted in ``skipped``)."""
-    if not ref:
-        return None
-    here = [r for r in records if r["config"] == ref] or [r for r in records if r["id"] == ref]
-    if len(here) == 1 and here[0]["n_finished"] >= 1:
-        return {**here[0], "source": "this run"}
-    return _reference_elsewhere(ref, out_dir, skipped)
-
-
-def compare_to_reference(records: list[dict[str, Any]], ref: dict[str, Any] | None) -> None:
-    """Fill ``vs_reference`` of every record (not the reference itself) where both n >= 2."""
-    ref_stats = _stats_of(ref) if ref else None
-    for rec in records:
-        mine = _stats_of(rec)
-        same = ref is not None and ref["source"] == "this run" and rec["config"] == ref["config"]
-        if ref_stats is None or mine is None or same:
-            continue
-        rec["vs_reference"] = {
-            "reference": ref["config"],
-            "source": ref["source"],
-            "metric": M.TEST_ACC_NUMBER,
-            "method": "welch",
-            **welch(mine, ref_stats),
-        }
-
-
-def report_check(phase: str) -> dict[str, Any] | None:
-    """The report's own Table numbers against its baseline, with the same Welch interval."""
-    baseline_id = reference.REPORT_BASELINE.get(phase)
-    if baseline_id is None:
-        return None
-    base = reference.report_row(baseline_id)
-    if base is None:  # the packaged table and REPORT_BASELINE disagree: a packaging bug
-        raise RuntimeError(
-            f"jersey_ray/results/report_tables.csv has no row for {baseline_id}, the {phase} "
-            "baseline named in reference.REPORT_BASELINE; reinstall jersey-ray or fix the package "
-            "data"
-        )
-    n = reference.REPORT_N
-
-    def stats(row: reference.ReportRow) -> tuple[float, float, int]:
-        return row.mean["acc_number"], reference.sample_std(row.std["acc_number"], n), n
-
-    rows = []
-    for row in reference.phase_rows(phase):
-        if row.model_id == baseline_id:
-            continue
-        result = welch(stats(row), stats(base))
-        rows.append({"id": row.model_id, "display": row.display, **result})
-    return {
-        "table": reference.PHASE_TABLE[phase],
-        "baseline": baseline_id,
-        "baseline_display": base.display,
-        "baseline_mean": base.mean["acc_number"],
-        "baseline_std_sample": stats(base)[1],
-        "n": n,
-        "method": "welch",
-        "std_conversion": f"sample std = report std x sqrt({n}/{n - 1})",
-        "rows": rows,
-        "higher_mean": sum(r["diff"] > 0 for r in rows),
-        "significantly_higher": sum(r["significant"] and r["diff"] > 0 for r in rows),
-    }
 
 
 def compute_hours(run: Run) -> dict[str, Any]:
@@ -309,6 +201,14 @@ def compute_hours(run: Run) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- summary
+
+
+COMPARISON_METHOD = (
+    "paired hierarchical bootstrap of model - reference test acc_number: tracks resampled "
+    "(shared by both models), seeds resampled per model; percentile interval; two-sided "
+    "p = 2 min((k<=0 + 1), (k>=0 + 1)) / (R + 1); Holm-adjusted per table. Welch's t over seeds "
+    "beside it (welch_seeds), and the method where predictions are missing"
+)
 
 
 def _sweep_meta(sweep: dict[str, Any]) -> dict[str, Any]:
@@ -333,8 +233,12 @@ def build_summary(
             "id": ref_id,
             "source": ref["source"] if ref else None,
             "n": ref[M.TEST_ACC_NUMBER]["n"] if ref else 0,
-            "method": CI_METHOD,
-            "confidence": CONFIDENCE,
+            "method": COMPARISON_METHOD,
+            "confidence": stats.CONFIDENCE,
+            "replicates": stats.REPLICATES,
+            "bootstrap_seed": stats.BOOTSTRAP_SEED,
+            "p_adjust": "holm",
+            "alpha": stats.ALPHA,
         },
         "name": sweep.get("name"),
         "models": records,
@@ -398,6 +302,9 @@ def make_figures(
             phase=phase,
         ),
     ]
+    if heldout.is_heldout(run.sweep):
+        points = [(_label(r), r[heldout.SEEN], r[heldout.UNSEEN]) for r in finished]
+        names.append(figures.seen_vs_unseen(points, out_dir / "seen_vs_unseen.png", phase=phase))
     more, notes = _analysis(run, out_dir)
     return [p.name for p in names] + more, notes
 
@@ -424,11 +331,16 @@ def collect(run_dir: Path | str, out_dir: Path | str | None = None) -> dict[str,
     out = _out_dir(run, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = summarize_run(run)
-    ref_id, chosen = resolve_reference(str(run.sweep.get("reference") or ""), out, run.skipped)
-    ref = find_reference(ref_id, records, out, run.skipped)
-    compare_to_reference(records, ref)
+    declared = str(run.sweep.get("reference") or "")
+    choice = choose_reference(declared, out, run.skipped)
+    ref = find_reference(choice, records, out, run.skipped)
+    preds = RunPredictions(run)
     summary = build_summary(run, records, ref)
-    summary["reference"].update(id=ref_id, declared=run.sweep.get("reference") or "", chosen=chosen)
+    summary["reference"].update(id=choice.id, declared=declared, chosen=choice.chosen)
+    summary["comparisons"] = compare_to_reference(preds, records, ref)
+    summary["majority_class"] = majority_class(run.sweep)
+    if heldout.is_heldout(run.sweep):
+        summary["heldout"] = heldout.heldout_summary(run.sweep, preds, records)
     summary["figures"], summary["figure_notes"] = make_figures(run, records, out)
     summary["table_md"] = (out / "table.md").as_posix()
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -107,6 +107,45 @@ def accuracy_vs_params(
     return _save(fig, path)
 
 
+def seen_vs_unseen(
+    points: list[tuple[str, dict[str, Any], dict[str, Any]]], path: Path, *, phase: str
+) -> Path:
+    """Test acc_number on seen and on unseen (held-out) numbers per model: two markers joined
+    by a line, error bars = sample std over seeds."""
+    fig = Figure(figsize=(max(6.0, 0.9 * len(points) + 2.0), 5.0))
+    ax = fig.add_subplot()
+    labelled: set[str] = set()
+    for x, (_, seen, unseen) in enumerate(points):
+        ys = [s["mean"] if s["n"] else None for s in (seen, unseen)]
+        if None not in ys:
+            ax.plot([x - 0.12, x + 0.12], ys, color="0.6", lw=1, zorder=1)
+        for dx, stat, color, name in (
+            (-0.12, seen, "tab:blue", "seen"),
+            (0.12, unseen, "tab:orange", "unseen"),
+        ):
+            if stat["n"]:
+                label = None if name in labelled else name
+                labelled.add(name)
+                ax.errorbar(
+                    x + dx,
+                    stat["mean"],
+                    yerr=stat["std"] or 0.0,
+                    fmt="o",
+                    color=color,
+                    capsize=4,
+                    label=label,
+                )
+    ax.set_xticks(range(len(points)), [label for label, _, _ in points], rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(points) - 0.4)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(f"{phase}: test acc_number on seen vs unseen numbers (± sample std over seeds)")
+    ax.set_ylabel("acc_number")
+    ax.grid(alpha=0.3, axis="y")
+    if labelled:
+        ax.legend(fontsize=8, loc="lower left")
+    return _save(fig, path)
+
+
 def confusion_png(
     truth: dict[str, np.ndarray], pred: dict[str, np.ndarray], path: Path, *, title: str
 ) -> Path:

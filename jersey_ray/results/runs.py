@@ -73,6 +73,9 @@ class Trial:
     config: str = ""
     """Configuration: ``<model>``, or ``<model>/<k>=<v>,...`` with the params that vary within
     the run besides model and seed (the sweep's extra axes); set by :func:`read_run`."""
+    in_pruned_json: bool = False
+    """The scheduler pruned the trial's configuration (``pruned.json``); set by
+    :func:`read_run`."""
 
     @property
     def last(self) -> dict[str, Any]:
@@ -82,12 +85,15 @@ class Trial:
     def status(self) -> str:
         """finished (last row has test metrics), failed (error.txt) or pruned (stopped).
 
-        A "pruned" trial without a pruning record is reported as unfinished by
-        :func:`unfinished_trials`.
+        A configuration in ``pruned.json`` was pruned as a whole: a seed of it that reached its
+        test anyway (it ran ahead of the rung) counts as pruned, so no pruned configuration
+        enters the statistics. A "pruned" trial without a pruning record is reported as
+        unfinished by :func:`unfinished_trials`.
         """
-        if TEST_ACC_NUMBER in self.last:
+        tested = TEST_ACC_NUMBER in self.last
+        if tested and not self.in_pruned_json:
             return "finished"
-        return "failed" if self.error else "pruned"
+        return "failed" if self.error and not tested else "pruned"
 
     def by_epoch(self, key: str) -> dict[int, float]:
         """``key`` per reported epoch (a re-reported epoch keeps its last value)."""
@@ -224,7 +230,11 @@ def read_run(run_dir: Path | str) -> Run:
     ]
     _assign_configs(trials)
     trials.sort(key=lambda t: (t.config, t.seed, t.dir))
-    return Run(path=run_dir, sweep=sweep, trials=trials, pruned=pruned, skipped=skipped)
+    run = Run(path=run_dir, sweep=sweep, trials=trials, pruned=pruned, skipped=skipped)
+    names = searched_names(run)
+    for trial in trials:
+        trial.in_pruned_json = bool(pruned) and searched_key(trial, names) in pruned
+    return run
 
 
 def searched_names(run: Run) -> set[str]:

@@ -1,24 +1,25 @@
-"""Rendering a phase summary: ``table.md`` (Markdown), ``table.csv``, and the results index.
+"""Rendering a phase summary: ``table.md`` (Markdown) and ``table.csv``.
 
 Everything here formats what :mod:`jersey_ray.results.collect` computed; no number is computed anew,
-so the Markdown, the CSV and ``summary.json`` cannot disagree.
+so the Markdown, the CSV and ``summary.json`` cannot disagree. The sections with verdicts are
+:mod:`.verdicts`; the results index is :mod:`.index`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import logging
-import math
-from pathlib import Path
 from typing import Any
 
 from jersey_ray import metrics as M
 from jersey_ray.results import reference
-from jersey_ray.results.stats import CI_METHOD, CONFIDENCE
-
-log = logging.getLogger(__name__)
+from jersey_ray.results.heldout import SEEN, UNSEEN
+from jersey_ray.results.verdicts import (
+    comparison_section,
+    heldout_section,
+    num,
+    report_check_section,
+)
 
 TEST_KEYS = (M.TEST_ACC_NUMBER, M.TEST_ACC_TENS, M.TEST_ACC_ONES)
 """The test metrics of a configuration's record, in table order."""
@@ -38,24 +39,6 @@ def _rep(report: dict[str, Any] | None, metric: str) -> str:
     if report is None:
         return "—"
     return f"{report[f'{metric}_mean']:.4f} ± {report[f'{metric}_std']:.4f}"
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "—" if value is None else format(value, fmt)
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.4f}"
-
-
-def _verdict(cmp: dict[str, Any]) -> str:
-    if not cmp["significant"]:
-        return "not significant"
-    return "higher (significant)" if cmp["diff"] > 0 else "lower (significant)"
-
-
-def _ci(cmp: dict[str, Any]) -> str:
-    return f"[{_signed(cmp['ci_low'])}, {_signed(cmp['ci_high'])}]"
 
 
 def _bold_sets(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
@@ -88,6 +71,43 @@ TABLE_HEADER = (
 )
 
 
+def _majority_row(majority: dict[str, Any]) -> str:
+    """The majority-class baseline as a row of the main table."""
+    if not majority.get("available"):
+        return f"| Majority class (unavailable: {majority.get('reason')}) |" + " — |" * 12
+    test = majority["test"]
+    accs = [f"{test[m]:.4f} | —" for m in reference.METRICS]
+    return (
+        f"| Majority class: always {majority['number']} (chance) | — | — | — | "
+        + " | ".join(accs)
+        + " | — | — | — |"
+    )
+
+
+def _seed_gaps(r: dict[str, Any]) -> str:
+    """Which declared seeds a row's statistics lack, and why ("" when none)."""
+    seeds = r["seeds"]
+    why = {s: "failed" for s in seeds["failed"]}
+    why.update({s: "stopped without test metrics" for s in seeds["pruned"]})
+    why.update({s: "no trial folder" for s in seeds.get("missing", [])})
+    return ", ".join(f"seed {s} {w}" for s, w in sorted(why.items()))
+
+
+def _seed_notes(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Below the main table: the rows that lack some of the declared seeds, and why."""
+    gaps = [(r["config"], g) for r in rows if (g := _seed_gaps(r))]
+    if not gaps:
+        return []
+    declared = summary["sweep"].get("seeds") or []
+    lines = [
+        "",
+        f"Rows with fewer than the {len(declared)} declared seeds "
+        f"({', '.join(map(str, declared))}):",
+        "",
+    ]
+    return lines + [f"- `{c}`: {g}." for c, g in gaps]
+
+
 def _main_table(rows: list[dict[str, Any]]) -> list[str]:
     bold = _bold_sets(rows)
     lines = [TABLE_HEADER, "|" + "---|" * 13]
@@ -96,14 +116,14 @@ def _main_table(rows: list[dict[str, Any]]) -> list[str]:
         cells = [
             r["display"],
             f"`{c}`",
-            _b(_num(r["params"], ","), c in bold["params"]),
+            _b(num(r["params"], ","), c in bold["params"]),
             str(r[M.TEST_ACC_NUMBER]["n"]),
         ]
         for key, metric in zip(TEST_KEYS, reference.METRICS, strict=True):
             cells += [_b(_acc(r[key]), c in bold[key]), _rep(r["report"], metric)]
         cells += [
-            _num(r["best_epoch_mean"], ".1f"),
-            _b(_num(r["train_minutes_mean"], ".1f"), c in bold["train_minutes_mean"]),
+            num(r["best_epoch_mean"], ".1f"),
+            _b(num(r["train_minutes_mean"], ".1f"), c in bold["train_minutes_mean"]),
             f"{r['n_finished']} / {r['n_pruned']} / {r['n_failed']}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -131,7 +151,9 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "",
         "Test accuracies: mean ± sample std (ddof=1) over n seeds, n = the finished seeds of the "
         'row (column n); a std needs n ≥ 2 ("n/a" otherwise). Only finished trials enter the '
-        "statistics; pruned and failed seeds are counted in the last column and listed below.",
+        "statistics; pruned and failed seeds are counted in the last column and listed below. "
+        "Majority class: always predicting the most frequent training number, scored on the "
+        "test sequences (acc tens and ones: the share of test sequences with its digits): chance.",
         "",
         "Report: the reference study's value (mean ± population std, ddof=0, over 5 seeds; its "
         'sample std is × sqrt(5/4) = 1.118 larger); "—" where the report has no such model.',
@@ -141,78 +163,6 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "time_total_s of finished trials.",
         "",
     ]
-
-
-def _level() -> str:
-    """The confidence level of every interval, as a percentage (``95%``)."""
-    return f"{CONFIDENCE * 100:g}%"
-
-
-def _comparison(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
-    ref = summary["reference"]
-    lines = ["## Difference from the reference (test acc_number)", ""]
-    chosen = f" ({ref['chosen']})" if ref.get("chosen") else ""
-    if not ref["id"] and ref.get("declared"):
-        return [*lines, f"Reference: {ref['chosen']}; no comparison is made.", ""]
-    if not ref["id"]:
-        return [*lines, "No reference model is declared for this phase (sweep.json).", ""]
-    if ref["source"] is None:
-        return [
-            *lines,
-            f"Reference `{ref['id']}` is not in this run, and no other phase's summary.json "
-            "beside this table has it: no comparison is made.",
-            "",
-        ]
-    lines += [
-        f"Reference: `{ref['id']}`{chosen} (n = {ref['n']}, from {ref['source']}). "
-        f"Δ = model mean − reference mean; {_level()} CI: {CI_METHOD} over seeds; "
-        '"not significant" when the CI contains 0.',
-        "",
-    ]
-    compared = [r for r in rows if r["vs_reference"]]
-    if not compared:
-        return [*lines, "No comparison possible: it needs n ≥ 2 on both sides.", ""]
-    lines += [f"| Model | id | n | Δ acc_number | {_level()} CI | df | Verdict |", "|" + "---|" * 7]
-    for r in compared:
-        v = r["vs_reference"]
-        lines.append(
-            f"| {r['display']} | `{r['config']}` | {r[M.TEST_ACC_NUMBER]['n']} "
-            f"| {_signed(v['diff'])} | {_ci(v)} | {_num(v['df'], '.1f')} | {_verdict(v)} |"
-        )
-    missing = [r["config"] for r in rows if not r["vs_reference"] and r["config"] != ref["id"]]
-    if missing:
-        lines += ["", f"Not compared (n < 2): {', '.join(f'`{m}`' for m in missing)}."]
-    return [*lines, ""]
-
-
-def _report_check(check: dict[str, Any] | None) -> list[str]:
-    if check is None:
-        return []
-    base = f"{check['baseline_display']} (`{check['baseline']}`)"
-    lines = [
-        "## Report check: the report's own numbers",
-        "",
-        f"The report's Table {check['table']} against its baseline {base}, "
-        f"{check['baseline_mean']:.4f}: Δ = mean − baseline mean with a {_level()} {CI_METHOD}, "
-        f"n = {check['n']} per side. The report's std is the population std (ddof 0): "
-        f"{check['std_conversion']} = ×{math.sqrt(check['n'] / (check['n'] - 1)):.4f}. "
-        "Report means are rounded to 4 decimals.",
-        "",
-        f"| Model (report) | id | Δ acc_number | {_level()} CI | df | Verdict |",
-        "|" + "---|" * 6,
-    ]
-    for r in check["rows"]:
-        lines.append(
-            f"| {r['display']} | `{r['id']}` | {_signed(r['diff'])} | {_ci(r)} "
-            f"| {_num(r['df'], '.1f')} | {_verdict(r)} |"
-        )
-    lines += [
-        "",
-        f"{check['higher_mean']} of {len(check['rows'])} models have a higher mean than the "
-        f"baseline; {check['significantly_higher']} of them significantly.",
-        "",
-    ]
-    return lines
 
 
 def _pruned_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -228,9 +178,11 @@ def _pruned_section(rows: list[dict[str, Any]]) -> list[str]:
     for r in pruned:
         p = r["pruned"]
         seeds = ", ".join(str(s) for s in p["seeds"])
+        if p.get("missing"):
+            seeds += f" (judged without {', '.join(str(s) for s in p['missing'])})"
         lines.append(
-            f"| {r['display']} | `{r['config']}` | {seeds} | {_num(p['epoch'], 'd')} "
-            f"| {_num(p['rung_acc'], '.4f')} | {p['source']} |"
+            f"| {r['display']} | `{r['config']}` | {seeds} | {num(p['epoch'], 'd')} "
+            f"| {num(p['rung_acc'], '.4f')} | {p['source']} |"
         )
     return [*lines, ""]
 
@@ -289,10 +241,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
     report check, pruned and failed trials, figures and notes."""
     rows = [r for r in summary["models"] if r["n_finished"]]
     lines = _header(summary)
-    lines += _main_table(rows) if rows else ["No configuration has a finished trial."]
+    if rows:
+        lines += [*_main_table(rows), _majority_row(summary["majority_class"])]
+        lines += _seed_notes(summary, rows)
+    else:
+        lines += ["No configuration has a finished trial."]
     lines += [""]
-    lines += _comparison(summary, rows)
-    lines += _report_check(summary["report_check"])
+    lines += comparison_section(summary, rows)
+    lines += heldout_section(summary, rows)
+    lines += report_check_section(summary["report_check"])
     lines += _pruned_section(summary["models"])
     lines += _failed_section(summary["failed"])
     lines += _notes(summary, rows)
@@ -319,10 +276,26 @@ CSV_FIELDS = [
     "diff_vs_reference",
     "ci_low",
     "ci_high",
+    "p",
+    "p_holm",
     "significant",
+    "method",
+    "n_tracks",
+    "welch_seeds_ci_low",
+    "welch_seeds_ci_high",
+    "welch_seeds_p",
     "pruned_epoch",
     "pruned_rung_acc",
 ]
+HELDOUT_FIELDS = [
+    *(f"{k}_{s}" for k in (SEEN, UNSEEN) for s in ("mean", "std", "n")),
+    *(f"{k}_mean" for k in (M.UNSEEN_ACC_TENS, M.UNSEEN_ACC_ONES)),
+    "unseen_minus_seen",
+    "unseen_minus_seen_ci_low",
+    "unseen_minus_seen_ci_high",
+    "unseen_minus_seen_p_holm",
+]
+"""Extra columns of a held-out sweep's table.csv."""
 
 
 def _csv_value(value: Any) -> str:
@@ -331,6 +304,41 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _comparison_cells(cmp: dict[str, Any] | None) -> dict[str, Any]:
+    c = cmp or {}
+    ci, w = c.get("ci") or (None, None), c.get("welch_seeds") or {}
+    return {
+        "vs_reference": c.get("reference"),
+        "diff_vs_reference": c.get("delta"),
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "p": c.get("p"),
+        "p_holm": c.get("p_holm"),
+        "significant": c.get("significant"),
+        "method": c.get("method"),
+        "n_tracks": c.get("n_tracks"),
+        "welch_seeds_ci_low": w.get("ci_low"),
+        "welch_seeds_ci_high": w.get("ci_high"),
+        "welch_seeds_p": w.get("p"),
+    }
+
+
+def _heldout_cells(r: dict[str, Any], cmp: dict[str, Any] | None) -> dict[str, Any]:
+    row = {f"{k}_{s}": r[k][s] for k in (SEEN, UNSEEN) for s in ("mean", "std", "n")}
+    row.update({f"{k}_mean": r[k]["mean"] for k in (M.UNSEEN_ACC_TENS, M.UNSEEN_ACC_ONES)})
+    c = cmp or {}
+    ci = c.get("ci") or (None, None)
+    row.update(
+        {
+            "unseen_minus_seen": c.get("delta"),
+            "unseen_minus_seen_ci_low": ci[0],
+            "unseen_minus_seen_ci_high": ci[1],
+            "unseen_minus_seen_p_holm": c.get("p_holm"),
+        }
+    )
+    return row
 
 
 def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -351,16 +359,6 @@ def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
     for m in reference.METRICS:
         row.update({f"report_{m}_{s}": rep.get(f"{m}_{s}") for s in ("mean", "std")})
     row["report_params"] = rep.get("params")
-    v = r["vs_reference"] or {}
-    row.update(
-        {
-            "vs_reference": v.get("reference"),
-            "diff_vs_reference": v.get("diff"),
-            "ci_low": v.get("ci_low"),
-            "ci_high": v.get("ci_high"),
-            "significant": v.get("significant"),
-        }
-    )
     p = r["pruned"] or {}
     row.update({"pruned_epoch": p.get("epoch"), "pruned_rung_acc": p.get("rung_acc")})
     return row
@@ -368,87 +366,16 @@ def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
 
 def render_csv(summary: dict[str, Any]) -> str:
     """One row per configuration (pruned-only and failed-only ones too), full precision."""
+    held = summary.get("heldout")
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    fields = CSV_FIELDS + (HELDOUT_FIELDS if held is not None else [])
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
+    comparisons = {c["model"]: c for c in summary["comparisons"]}
+    gaps = {c["model"]: c for c in held["comparisons"]} if held is not None else {}
     for r in summary["models"]:
-        writer.writerow({k: _csv_value(v) for k, v in _csv_row(r).items()})
+        row = {**_csv_row(r), **_comparison_cells(comparisons.get(r["config"]))}
+        if held is not None:
+            row.update(_heldout_cells(r, gaps.get(r["config"])))
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
     return buf.getvalue()
-
-
-# --------------------------------------------------------------------------- results index
-
-
-def _data_cell(data: dict[str, Any]) -> str:
-    counts = data.get("counts") or {}
-    split = " / ".join(f"{k} {v}" for k, v in counts.items())
-    total = sum(v for v in counts.values() if isinstance(v, int))
-    fingerprint = str(data.get("fingerprint") or "")[:12]
-    return f"`{data.get('root')}` ({total} sequences: {split}; fingerprint `{fingerprint}`)"
-
-
-def _hardware_cell(hardware: Any) -> str:
-    if isinstance(hardware, dict):
-        return ", ".join(f"{k}: {v}" for k, v in hardware.items())
-    return str(hardware)
-
-
-def _index_row(phase_dir: str, summary: dict[str, Any]) -> str:
-    s = summary.get("sweep") or {}
-    data = s.get("data") or {}
-    size = data.get("size") or []
-    c = summary.get("compute") or {}
-    cells = [
-        str(summary.get("phase")),
-        f"[table]({phase_dir}/table.md) · [csv]({phase_dir}/table.csv) "
-        f"· [json]({phase_dir}/summary.json)",
-        str(s.get("description") or ""),
-        _data_cell(data),
-        "×".join(str(x) for x in size),
-        str(s.get("epochs")),
-        ", ".join(str(x) for x in s.get("seeds") or []),
-        _hardware_cell(s.get("hardware")),
-        f"{c.get('hours', 0.0):.2f} {c.get('unit', 'GPU')} h ({c.get('per_trial', 0):g}/trial)",
-        f"`{summary.get('run_dir')}`",
-    ]
-    return "| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |"
-
-
-def _index_summary(path: Path) -> dict[str, Any] | None:
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        log.warning("index: skipped %s (%s)", path, err)
-        return None
-    if not isinstance(summary, dict):
-        log.warning("index: skipped %s (not a JSON object)", path)
-        return None
-    return summary
-
-
-def write_index(results_root: Path) -> Path:
-    """Regenerate ``results_root/README.md`` from every ``*/summary.json`` below it."""
-    lines = [
-        "# Results",
-        "",
-        "One table per phase, written by `python -m jersey_ray.results RUN_DIR` from what the "
-        "trials reported (this index is regenerated each time; do not edit it by hand). "
-        "Compute: the sum over trials of Tune's time_total_s × GPUs per trial (CPUs when a "
-        "trial has no GPU).",
-        "",
-        "| Phase | Files | Description | Data | Image size | Epochs | Seeds | Hardware "
-        "| Compute | Run |",
-        "|" + "---|" * 10,
-    ]
-    unreadable = []
-    for path in sorted(results_root.glob("*/summary.json")):
-        summary = _index_summary(path)
-        if summary is None:
-            unreadable.append(path.parent.name)
-            continue
-        lines.append(_index_row(path.parent.name, summary))
-    if unreadable:
-        lines += ["", f"Unreadable summaries (skipped): {', '.join(unreadable)}."]
-    out = results_root / "README.md"
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out

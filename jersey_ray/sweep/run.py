@@ -38,6 +38,8 @@ def data_record(cache: str, manifest: dict[str, Any], data: DataConfig) -> dict[
         "split_seed": data.split_seed,
         "heldout_numbers": list(data.heldout_numbers),
         "counts": {s: c["sequences"] for s, c in manifest["counts"]["splits"].items()},
+        # {jersey: {split: {tracks, sequences, ...}}}: the collector's majority-class row
+        "per_class": manifest["counts"].get("per_class"),
     }
 
 
