@@ -134,6 +134,11 @@ def test_injected_fault_is_retried_from_the_checkpoint(tiny_root, tmp_path):
     assert finished(rows) and rows[-1][metrics.EPOCH] == 2
     attempts = (trial / "placement.jsonl").read_text().splitlines()
     assert len(attempts) == 2, "one failed attempt, one retry"
+    from jersey_ray.results import predictions, runs
+
+    skipped: list = []  # the retried trial's predictions agree with what it reported
+    found = predictions.read_trial(runs.read_run(trial.parent).trials[0], "test", skipped)
+    assert found is not None and skipped == [], skipped
 
 
 @pytest.mark.parametrize(
