@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from jersey_ray import metrics
 from jersey_ray.data import synth
@@ -158,6 +159,28 @@ def test_preflight_errors_are_one_line(tiny_root, tmp_path, extra, message):
     assert len(errors) == 1 and message in errors[0], out
     assert "Traceback" not in out
     assert not (tmp_path / "runs" / "bad" / "tuner.pkl").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--models", "basic_r18,foo"], "unknown model id 'foo'"),
+        (["--epochs", "0"], "--epochs: expected a whole number >= 1"),
+        (["--gpus-per-trial", "1.5"], "must be a fraction of one GPU or a whole number"),
+        (["--gpus-per-trial", "0.5"], "this machine has no GPU"),
+        (["--set-nothing"], "unrecognized arguments"),
+    ],
+)
+def test_cheap_checks_come_before_the_synthetic_data(tmp_path, extra, message):
+    """Without --data the sweep would generate data first: a bad option must fail before."""
+    if "0.5" in extra and torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    proc = run_cli(["phaseB", "--quick", "--storage", str(tmp_path / "runs"), *extra], tmp_path)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], out
+    assert not (tmp_path / "results").exists(), "no data was generated, no cache built"
 
 
 def test_corrupt_cache_is_refused_before_any_trial(tiny_root, tmp_path):
