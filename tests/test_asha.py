@@ -1,19 +1,25 @@
-"""Seed-aware ASHA: decisions on a synthetic result stream, state, and one small real Tune run."""
+"""Seed-aware ASHA: decisions on scripted and simulated result streams (every arrival order,
+low concurrency, failures, restore), and small real Tune runs."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import pickle
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import ray
+from asha_sim import CONTINUE, FIXED, PAUSE, STOP, FakeController, Sim, Watch, check_outcome
 from ray import tune
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler
 
 from jersey_ray import metrics
 from jersey_ray.errors import UserError
@@ -26,56 +32,20 @@ from jersey_ray.sweep.asha import (
     searched_params,
 )
 
-STOP, CONTINUE = TrialScheduler.STOP, TrialScheduler.CONTINUE
-FIXED = {"epochs": 10, "lr_scheme": "discriminative"}  # in every config, never in the key
 
-
-class FakeController:
-    """The two controller calls the scheduler makes, with Tune's status bookkeeping."""
-
-    def __init__(self, scheduler: TrialScheduler) -> None:
-        self.scheduler = scheduler
-        self.trials: list[Trial] = []
-
-    def add(self, model: str, seed: int) -> Trial:
-        searched = {"model": model, "seed": seed}
-        config = {**searched, **FIXED}
-        trial = Trial("__fake", config=config, evaluated_params=searched, stub=True)
-        self.trials.append(trial)
-        self.scheduler.on_trial_add(self, trial)
-        return trial
-
-    def get_trials(self) -> list[Trial]:
-        return self.trials
-
-    def stop_trial(self, trial: Trial) -> None:
-        if trial.status in (Trial.PENDING, Trial.PAUSED):
-            self.scheduler.on_trial_remove(self, trial)
-        elif trial.status == Trial.RUNNING:
-            self.scheduler.on_trial_complete(self, trial, {})
-        trial.set_status(Trial.TERMINATED)
-
-    def report(self, trial: Trial, epoch: int, acc: float) -> str:
-        assert trial.status != Trial.TERMINATED, f"{trial.config} reported after it stopped"
-        trial.set_status(Trial.RUNNING)
-        result = {metrics.EPOCH: epoch, metrics.VAL_ACC_NUMBER: acc}
-        decision = self.scheduler.on_trial_result(self, trial, result)
-        if decision == STOP:
-            self.stop_trial(trial)
-        return decision
-
-
-def make(max_t: int = 10) -> tuple[SeedAwareASHA, FakeController]:
-    sched = SeedAwareASHA(max_t=max_t, grace_period=2, reduction_factor=3)
+def make(
+    max_t: int = 10, grace: int = 2, rf: float = 3, **kw
+) -> tuple[SeedAwareASHA, FakeController]:
+    sched = SeedAwareASHA(max_t=max_t, grace_period=grace, reduction_factor=rf, **kw)
     return sched, FakeController(sched)
 
 
 def run_to(ctl: FakeController, trial: Trial, epoch: int, acc: float) -> str:
-    """Report epochs 1..epoch with ``acc``; returns the last decision."""
+    """Report epochs 1..epoch with ``acc`` until the scheduler says other than CONTINUE."""
     decision = CONTINUE
     for e in range(1, epoch + 1):
         decision = ctl.report(trial, e, acc)
-        if decision == STOP:
+        if decision != CONTINUE:
             break
     return decision
 
@@ -108,30 +78,32 @@ def test_groups_come_from_the_searched_params():
     assert config_key(searched_params(nothing_searched)) == "a=1"
 
 
-def test_bad_config_stops_all_seeds_even_its_good_one():
+def test_early_seeds_wait_and_the_config_is_judged_once_on_all_seeds():
     sched, ctl = make()
-    good = [ctl.add("good", s) for s in range(3)]
-    bad = [ctl.add("bad", s) for s in range(3)]
-    for t in good:
-        assert run_to(ctl, t, 2, 0.8) == CONTINUE
-    # bad seed 2 is individually better than the good config: the config is kept for now
-    assert run_to(ctl, bad[2], 3, 0.9) == CONTINUE
-    # bad seed 0 brings the mean to 0.55 < 0.8: the whole config goes, seed 1 never starts
-    assert run_to(ctl, bad[0], 2, 0.2) == STOP
-    assert bad[1].status == Trial.TERMINATED
-    assert bad[0].status == Trial.TERMINATED
-    assert bad[2].status == Trial.RUNNING  # running seeds stop at their next result ...
-    assert ctl.report(bad[2], 4, 0.95) == STOP  # ... however good it is
+    good = [ctl.add(s, "good") for s in range(3)]
+    bad = [ctl.add(s, "bad") for s in range(3)]
+    assert [run_to(ctl, t, 2, 0.8) for t in good] == [PAUSE, PAUSE, CONTINUE]
+    assert [t.status for t in good] == [Trial.PAUSED, Trial.PAUSED, Trial.RUNNING]
+    # bad seed 2 alone beats the good config, bad seed 0 alone loses: neither is judged
+    assert run_to(ctl, bad[2], 2, 0.9) == PAUSE
+    assert run_to(ctl, bad[0], 2, 0.2) == PAUSE
+    assert "model=bad" not in sched.decisions[2] and not sched.pruned
+    # the last seed completes the rung: mean 0.55 < 0.8, every seed stops, the good one too
+    assert run_to(ctl, bad[1], 2, 0.55) == STOP
+    assert all(t.status == Trial.TERMINATED for t in bad)
     assert sched.pruned == {
         "model=bad": {
             "epoch": 2,
             "rung_acc": pytest.approx(0.55),
             "cutoff": pytest.approx(0.8),
-            "seeds": [0, 2],
+            "seeds": [0, 1, 2],
+            "missing": [],
         }
     }
-    assert all(t.status == Trial.RUNNING for t in good)
-    assert sched.choose_trial_to_run(ctl) is None
+    assert sched.decisions[2]["model=good"]["kept"] and not sched.decisions[2]["model=bad"]["kept"]
+    # the good seeds that waited are released, each once
+    assert {ctl.start(), ctl.start()} == set(good[:2]) and ctl.start() is None
+    assert ctl.report(good[0], 3, 0.8) == CONTINUE
 
 
 def test_plain_asha_splits_the_seeds_of_a_config():
@@ -145,8 +117,8 @@ def test_plain_asha_splits_the_seeds_of_a_config():
         reduction_factor=3,
     )
     ctl = FakeController(asha)
-    good = [ctl.add("good", s) for s in range(3)]
-    mixed = [ctl.add("mixed", s) for s in range(3)]
+    good = [ctl.add(s, "good") for s in range(3)]
+    mixed = [ctl.add(s, "mixed") for s in range(3)]
     for t in good:
         run_to(ctl, t, 2, 0.8)
     decisions = [run_to(ctl, t, 2, acc) for t, acc in zip(mixed, (0.85, 0.85, 0.5), strict=True)]
@@ -155,68 +127,74 @@ def test_plain_asha_splits_the_seeds_of_a_config():
 
 def test_good_config_with_one_bad_seed_is_kept():
     sched, ctl = make()
-    good = [ctl.add("good", s) for s in range(3)]
-    bad = [ctl.add("bad", s) for s in range(3)]
-    mixed = [ctl.add("mixed", s) for s in range(3)]
+    good = [ctl.add(s, "good") for s in range(3)]
+    bad = [ctl.add(s, "bad") for s in range(3)]
+    mixed = [ctl.add(s, "mixed") for s in range(3)]
     for t in good:
         run_to(ctl, t, 2, 0.8)
-    assert run_to(ctl, bad[0], 2, 0.3) == STOP
-    # others at rung 2: good 0.8, bad 0.3 -> cutoff at the 2/3 quantile = 0.633
+    assert [run_to(ctl, t, 2, 0.3) for t in bad] == [PAUSE, PAUSE, STOP]
+    # judged at rung 2: good 0.8, bad 0.3 -> cutoff at the 2/3 quantile = 0.633
     decisions = [run_to(ctl, t, 2, acc) for t, acc in zip(mixed, (0.85, 0.85, 0.5), strict=True)]
-    assert decisions == [CONTINUE, CONTINUE, CONTINUE]  # mean 0.733 >= 0.633
+    assert decisions == [PAUSE, PAUSE, CONTINUE]  # mean 0.733 >= 0.633
     assert set(sched.pruned) == {"model=bad"}
+    assert sched.decisions[2]["model=mixed"]["cutoff"] == pytest.approx(0.6333, abs=1e-4)
     assert sched.recorded[2]["model=mixed"] == {"0": 0.85, "1": 0.85, "2": 0.5}
     assert all(t.status == Trial.TERMINATED for t in bad)
 
 
-def test_decision_uses_the_mean_of_arrived_seeds():
-    sched, ctl = make()
-    ref = ctl.add("ref", 0)
-    a, b, c = (ctl.add("m", s) for s in range(3))
-    run_to(ctl, ref, 2, 0.6)
-    # each seed alone: 0.7 keeps, 0.45 would be pruned; their mean 0.575 is pruned
-    assert run_to(ctl, a, 2, 0.7) == CONTINUE
-    assert "model=m" not in sched.pruned
-    assert run_to(ctl, b, 2, 0.45) == STOP
-    rec = sched.pruned["model=m"]
-    assert rec["rung_acc"] == pytest.approx(0.575)
-    assert rec["cutoff"] == pytest.approx(0.6)
-    assert rec["seeds"] == [0, 1]
-    assert c.status == Trial.TERMINATED  # pending seed 2 never ran
-    assert ctl.report(a, 3, 0.9) == STOP
-
-
 def test_first_config_at_a_rung_is_kept_and_later_rungs_prune():
     sched, ctl = make(max_t=10)
-    hi = [ctl.add("hi", s) for s in range(2)]
-    lo = [ctl.add("lo", s) for s in range(2)]
-    for t in lo:  # first at rung 2: nothing to compare with
-        assert run_to(ctl, t, 5, 0.5) == CONTINUE
-    for t in hi:
-        assert run_to(ctl, t, 6, 0.9) == CONTINUE
-    assert ctl.report(lo[0], 6, 0.5) == STOP
-    assert sched.pruned["model=lo"]["epoch"] == 6
-    assert ctl.report(lo[1], 6, 0.99) == STOP  # not recorded: the config is gone
-    assert sched.pruned["model=lo"]["seeds"] == [0]
+    hi = [ctl.add(s, "hi") for s in range(2)]
+    lo = [ctl.add(s, "lo") for s in range(2)]
+    assert [run_to(ctl, t, 5, 0.5) for t in lo] == [PAUSE, CONTINUE]  # first judged at 2
+    assert ctl.start() is lo[0]
+    assert all(ctl.report(lo[0], e, 0.5) == CONTINUE for e in (3, 4, 5))
+    assert [run_to(ctl, t, 6, 0.9) for t in hi] == [PAUSE, PAUSE]  # waits at 2, then at 6
+    assert ctl.start() is hi[0] and ctl.start() is None  # hi[1] waits for it at 6
+    assert all(ctl.report(hi[0], e, 0.9) == CONTINUE for e in (3, 4, 5, 6))
+    assert ctl.report(lo[0], 6, 0.5) == PAUSE
+    assert ctl.report(lo[1], 6, 0.99) == STOP  # mean 0.745 < 0.9
+    assert sched.pruned["model=lo"] == {
+        "epoch": 6, "rung_acc": pytest.approx(0.745), "cutoff": pytest.approx(0.9),
+        "seeds": [0, 1], "missing": [],
+    }  # fmt: skip
+    assert lo[0].status == Trial.TERMINATED
+    assert ctl.start() is hi[1]
     for t in hi:  # past the last rung nobody is judged
-        assert run_to(ctl, t, 10, 0.9) == CONTINUE
+        assert all(ctl.report(t, e, 0.9) == CONTINUE for e in range(7, 10))
 
 
 def test_results_without_the_metric_are_ignored():
     sched, ctl = make()
-    t = ctl.add("m", 0)
+    t = ctl.add(0)
     t.set_status(Trial.RUNNING)
     assert sched.on_trial_result(ctl, t, {metrics.EPOCH: 2}) == CONTINUE
     assert sched.recorded[2] == {}
 
 
+def test_a_seed_that_ends_at_a_rung_is_not_judged_there():
+    """A model with fewer epochs than max_t: its last epoch may be a rung; its finished seeds
+    are never judged, so they are never finished seeds of a pruned configuration."""
+    sched, ctl = make(max_t=10)
+    short = [ctl.add(s, "short") for s in range(2)]
+    long = [ctl.add(s, "long") for s in range(2)]
+    for t in (*short, *long):
+        run_to(ctl, t, 2, 0.9 if t in long else 0.1)
+    while ctl.start() is not None:
+        pass
+    assert "model=short" in sched.decisions[2] and "model=long" in sched.decisions[2]
+    for t in short:
+        assert all(ctl.report(t, e, 0.1) == CONTINUE for e in range(3, 6))
+        assert ctl.report(t, 6, 0.1, final=True) == CONTINUE
+    assert "model=short" not in sched.decisions[6] and "model=short" not in sched.pruned
+
+
 def test_trial_added_after_pruning_never_runs():
     sched, ctl = make()
-    ctl.add("good", 0)
-    run_to(ctl, ctl.trials[0], 2, 0.8)
-    run_to(ctl, ctl.add("bad", 0), 2, 0.1)
-    late_bad = ctl.add("bad", 1)
-    late_good = ctl.add("good", 1)
+    run_to(ctl, ctl.add(0, "good"), 2, 0.8)
+    run_to(ctl, ctl.add(0, "bad"), 2, 0.1)
+    late_bad = ctl.add(1, "bad")
+    late_good = ctl.add(1, "good")
     assert sched.choose_trial_to_run(ctl) is late_good
     assert late_bad.status == Trial.TERMINATED
 
@@ -232,88 +210,209 @@ def test_search_properties_and_bad_arguments():
         SeedAwareASHA(max_t=10, reduction_factor=1)
 
 
-def _pruned_scheduler() -> SeedAwareASHA:
-    sched, ctl = make()
-    run_to(ctl, ctl.add("good", 0), 2, 0.8)
-    run_to(ctl, ctl.add("bad", 0), 2, 0.1)
-    return sched
+# -- the issue's stub scenario, every arrival order, concurrency, failures ------------------
+
+LRS = {"1e-05": 0.80, "0.003": 0.70, "0.03": 0.75}  # the first seeds' rung values (issue 13)
 
 
-def test_pickle_and_save_restore_keep_state(tmp_path):
-    sched = _pruned_scheduler()
+def test_issue_scenario_leader_waits_and_one_config_finishes_whole():
+    sched, ctl = make(max_t=4, grace=1, rf=2)
+    first = {lr: ctl.add(0, "basic_mv3s", lr=lr) for lr in LRS}
+    second = {lr: ctl.add(1, "basic_mv3s", lr=lr) for lr in LRS}
+    for lr, acc in LRS.items():  # the first seeds reach rung 1 long before their siblings
+        assert ctl.report(first[lr], 1, acc) == PAUSE
+    assert all(d == {} for d in sched.decisions.values()) and not sched.pruned
+    assert ctl.report(second["1e-05"], 1, 0.60) == CONTINUE  # leader: mean 0.70, judged first
+    assert first["1e-05"].status == Trial.PAUSED  # it waited for its sibling, not ran on alone
+    acc = {("1e-05", 1): 0.60, ("0.003", 1): 0.72, ("0.03", 1): 0.50}
+    sim = Sim(ctl, lambda t, e: acc.get((t.config["lr"], t.config["seed"]), LRS[t.config["lr"]]),
+              epochs=4, watch=Watch(2))  # fmt: skip
+    sim.progress = {t.trial_id: 1 for t in (*first.values(), second["1e-05"])}
+    sim.run()
+    check_outcome(sched, ctl, sim.finished)
+    rung1 = sched.decisions[1]
+    assert rung1["lr=0.003,model=basic_mv3s"]["cutoff"] == pytest.approx(0.70)  # 0.71 kept
+    # 0.03: mean 0.625 < median(0.70, 0.71); pruned on both seeds, neither ran past epoch 1
+    assert sched.pruned["lr=0.03,model=basic_mv3s"] == {
+        "epoch": 1, "rung_acc": pytest.approx(0.625), "cutoff": pytest.approx(0.705),
+        "seeds": [0, 1], "missing": [],
+    }  # fmt: skip
+    assert all(sim.progress[t.trial_id] == 1 for t in (first["0.03"], second["0.03"]))
+    assert len(sim.finished) == 2 * (3 - len(sched.pruned))
+
+
+MEANS = {"a": 0.8, "b": 0.6, "c": 0.75}  # no rung mean ties a cutoff
+
+
+def _acc(trial: Trial, epoch: int) -> float:
+    return MEANS[trial.config["model"]] + 0.02 * (trial.config["seed"] - 0.5) + 0.001 * epoch
+
+
+def test_seeds_arriving_in_every_order():
+    for order in itertools.permutations(range(6)):
+        sched, ctl = make(max_t=4, grace=1, rf=2)
+        trials = [ctl.add(s, m) for m in MEANS for s in range(2)]
+        position = {trials[i].trial_id: p for p, i in enumerate(order)}
+        sim = Sim(ctl, _acc, 4, key=lambda t, done: (done, position[t.trial_id]), watch=Watch(2))
+        sim.run()
+        check_outcome(sched, ctl, sim.finished)
+        last_seed = {}
+        for i in order:
+            last_seed.pop(ctl.group(trials[i]), None)  # keep insertion at the last arrival
+            last_seed[ctl.group(trials[i])] = i
+        assert list(sched.decisions[1]) == list(last_seed), order
+
+
+@pytest.mark.parametrize("max_concurrent", [1, 2])
+def test_low_concurrency_runs_seeds_together_without_deadlock(max_concurrent):
+    sched, ctl = make(max_t=6, grace=1, rf=2, max_concurrent=max_concurrent)
+    for s in range(3):  # the grid's order: the seed varies slowest
+        for m in MEANS:
+            ctl.add(s, m)
+    sim = Sim(ctl, _acc, 6, watch=Watch(2)).run()
+    assert sim.max_running == max_concurrent
+    check_outcome(sched, ctl, sim.finished)
+    first_starts = list(dict.fromkeys(t.trial_id for t in ctl.starts))
+    groups = [ctl.group(next(t for t in ctl.trials if t.trial_id == i)) for i in first_starts]
+    blocks = [g for g, _ in itertools.groupby(groups)]
+    assert len(blocks) == len(set(blocks)) == 3, f"a config's seeds start together: {groups}"
+
+
+def test_failed_seed_is_named_missing_and_a_retry_is_waited_for():
+    sched, ctl = make(max_t=6, grace=2, rf=3)
+    a = [ctl.add(s, "a") for s in range(3)]
+    b = [ctl.add(s, "b") for s in range(3)]
+    for t in a:
+        run_to(ctl, t, 2, 0.8)
+    assert run_to(ctl, b[0], 2, 0.5) == PAUSE
+    ctl.report(b[1], 1, 0.5)
+    ctl.fail(b[1], retry=True)  # requeued: still a seed of b
+    assert run_to(ctl, b[2], 2, 0.5) == PAUSE
+    assert ctl.start() is not None and "model=b" not in sched.decisions[2]
+    assert ctl.report(b[1], 2, 0.9) == STOP  # the retry went on from its checkpoint
+    assert sched.pruned["model=b"]["seeds"] == [0, 1, 2] and not sched.pruned["model=b"]["missing"]
+
+    sched, ctl = make(max_t=6, grace=2, rf=3)
+    a = [ctl.add(s, "a") for s in range(3)]
+    b = [ctl.add(s, "b") for s in range(3)]
+    for t in a:
+        run_to(ctl, t, 2, 0.8)
+    for t in (b[0], b[2]):
+        assert run_to(ctl, t, 2, 0.5) == PAUSE
+    ctl.report(b[1], 1, 0.5)
+    ctl.fail(b[1])  # for good, after its retries
+    sched.choose_trial_to_run(ctl)
+    assert sched.pruned["model=b"] == {
+        "epoch": 2, "rung_acc": 0.5, "cutoff": pytest.approx(0.8), "seeds": [0, 2],
+        "missing": [1],
+    }  # fmt: skip
+    assert [t.status for t in b] == [Trial.TERMINATED, Trial.ERROR, Trial.TERMINATED]
+
+
+# -- trial folders, state files, restore ----------------------------------------------------
+
+
+def test_parked_trials_have_folders_and_never_break_the_reporter(tmp_path):
+    sched = SeedAwareASHA(max_t=4, grace_period=1, reduction_factor=2, max_concurrent=1)
+    ctl = FakeController(sched, storage_root=tmp_path)
+    trials = [ctl.add(s, m) for s in range(2) for m in ("a", "b")]
+    with pytest.raises(RuntimeError, match="trial_dir_name"):
+        assert trials[0].error_file is None  # what crashed Tune's reporter for never-started seeds
+    first = ctl.start()
+    assert first is trials[0] and ctl.start() is None  # max_concurrent=1
+    assert [t.status for t in trials[1:]] == [Trial.PAUSED] * 3
+    assert all(t.error_file is None and t.local_path for t in trials)
+    assert all(not ctl.start() for _ in range(3))
+
+
+def _waiting(sched: SeedAwareASHA, ctl: FakeController, sim: Sim) -> list[Trial]:
+    """Seeds paused at a rung whose configuration is not judged there yet."""
+    return [
+        t
+        for t in ctl.trials
+        if t.trial_id in ctl.held and ctl.group(t) not in sched.decisions[sim.progress[t.trial_id]]
+    ]
+
+
+def _interrupted(tmp_path) -> tuple[SeedAwareASHA, FakeController, Sim]:
+    """A run stopped after its first pruning, with a seed waiting at a rung."""
+    sched = SeedAwareASHA(max_t=6, grace_period=1, reduction_factor=2)
+    ctl = FakeController(sched, storage_root=tmp_path)
+    for s in range(2):
+        for m in MEANS:
+            ctl.add(s, m)
+    sim = Sim(ctl, _acc, 6, watch=Watch(2))
+    sim.run(until=lambda sim: bool(sched.pruned and _waiting(sched, ctl, sim)))
+    return sched, ctl, sim
+
+
+def test_restore_in_the_middle_keeps_every_decision(tmp_path):
+    sched, ctl, sim = _interrupted(tmp_path)
+    staging = tmp_path / "session" / "driver_artifacts"
+    assert json.loads((staging / PRUNED_FILE).read_text()) == sched.pruned
+    before = json.loads((staging / STATE_FILE).read_text())
+    waiting = _waiting(sched, ctl, sim)
+    assert waiting and sim.finished == []
+
+    # Tuner.restore: the scheduler from tuner.pkl (empty), trials re-added, unfinished ones PENDING
+    restored = pickle.loads(
+        pickle.dumps(SeedAwareASHA(max_t=6, grace_period=1, reduction_factor=2))
+    )
+    ctl2 = FakeController(restored, storage_root=tmp_path)
+    for t in ctl.trials:
+        if t.status != Trial.TERMINATED:
+            t.set_status(Trial.PENDING)
+        ctl2.readd(t)
+    assert restored.state() == before
+    released = []
+    while (t := ctl2.start()) is not None:
+        released.append(t)
+    assert released and not set(released) & set(waiting), "a seed waiting at a rung was released"
+    ctl2.held = {t.trial_id for t in waiting}
+    resumed = Sim(ctl2, _acc, 6, watch=sim.watch)  # the watch fails on any changed decision
+    resumed.progress = sim.progress
+    resumed.run()
+    check_outcome(restored, ctl2, resumed.finished)
+    assert restored.pruned.items() >= sched.pruned.items()
+
+
+def test_state_files_and_their_errors(tmp_path):
+    sched, _, _ = _interrupted(tmp_path)
     again = pickle.loads(pickle.dumps(sched))
-    assert again.pruned == sched.pruned and again.recorded == sched.recorded
+    assert again.state() == sched.state() and again._trials == {}
     sched.save(str(tmp_path / "state.json"))
-    fresh = SeedAwareASHA(max_t=10, grace_period=2, reduction_factor=3)
+    fresh = SeedAwareASHA(max_t=6, grace_period=1, reduction_factor=2)
     fresh.restore(str(tmp_path / "state.json"))
-    assert fresh.pruned == sched.pruned and fresh.recorded == sched.recorded
-    other_rungs = SeedAwareASHA(max_t=10, grace_period=1, reduction_factor=3)
+    assert fresh.state() == sched.state()
     with pytest.raises(UserError, match="same --grace-period"):
-        other_rungs.restore(str(tmp_path / "state.json"))
+        SeedAwareASHA(max_t=6, grace_period=2, reduction_factor=2).restore(
+            str(tmp_path / "state.json")
+        )
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(UserError, match="unreadable"):
         fresh.restore(str(tmp_path / "bad.json"))
+    (tmp_path / "v1.json").write_text(json.dumps({"version": 1, "rungs": [1, 2, 4]}))
+    with pytest.raises(UserError, match="another version"):
+        fresh.restore(str(tmp_path / "v1.json"))
     path = sched.write_pruned(tmp_path / "out" / "pruned.json")
-    assert json.loads(path.read_text()) == {
-        "model=bad": {"epoch": 2, "rung_acc": 0.1, "cutoff": 0.8, "seeds": [0]}
-    }
-
-
-class StagedTrial(SimpleNamespace):
-    """A trial with Tune storage: the scheduler finds the experiment staging folder on it."""
-
-    def set_status(self, status: str) -> None:
-        self.status = status
-
-
-def _staged(staging: Path, model: str, seed: int, tid: str) -> StagedTrial:
-    return StagedTrial(
-        trial_id=tid,
-        config={"model": model, "seed": seed, **FIXED},
-        evaluated_params={"model": model, "seed": seed},
-        status=Trial.PENDING,
-        storage=object(),
-        local_experiment_path=str(staging),
+    record = json.loads(path.read_text())
+    assert record == sched.pruned and record
+    assert all(
+        set(r) == {"epoch", "rung_acc", "cutoff", "seeds", "missing"} for r in record.values()
     )
 
 
-def test_state_is_written_to_staging_and_reloaded_on_restore(tmp_path):
-    sched, ctl = make()
-    good, bad0, bad1 = (
-        _staged(tmp_path, "good", 0, "g0"),
-        _staged(tmp_path, "bad", 0, "b0"),
-        _staged(tmp_path, "bad", 1, "b1"),
-    )
-    for t in (good, bad0, bad1):
-        ctl.trials.append(t)
-        sched.on_trial_add(ctl, t)
-    run_to(ctl, good, 2, 0.8)
-    run_to(ctl, bad0, 2, 0.1)
-    assert json.loads((tmp_path / PRUNED_FILE).read_text()) == sched.pruned
-    assert (tmp_path / STATE_FILE).is_file()
+# -- real Tune runs -------------------------------------------------------------------------
 
-    # Tuner.restore: a fresh scheduler (tuner.pkl holds it empty), trials re-added as PENDING
-    restored, ctl2 = make()
-    requeued = [_staged(tmp_path, "good", 1, "g1"), _staged(tmp_path, "bad", 1, "b1")]
-    for t in requeued:
-        ctl2.trials.append(t)
-        restored.on_trial_add(ctl2, t)
-    assert restored.pruned == sched.pruned
-    assert restored.choose_trial_to_run(ctl2) is requeued[0]
-    assert requeued[1].status == Trial.TERMINATED
-
-
-# -- one real Tune run ----------------------------------------------------------------------
-
-MAX_T = 20  # rungs 2, 6 and 18 with grace 2, rf 3
+MAX_T = 8  # rungs 2 and 6 with grace 2, rf 3
 EPOCH_S = {"good": 0.25, "bad": 0.1}
 ACC = {"good": 0.8, "bad": 0.2}
-TIME_BUDGET_S = 120  # only a guard against a trial left PENDING
+TIME_BUDGET_S = 150  # only a guard against a trial left waiting
 # Plain strings: referencing jersey_ray.metrics in the trainable would import torch per worker.
 EPOCH, VAL_ACC = metrics.EPOCH, metrics.VAL_ACC_NUMBER
 
 
-def _wait_for(folder: Path, names: list[str], timeout_s: float = 30) -> None:
+def _wait_for(folder: Path, names: list[str], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while not all((folder / n).exists() for n in names):
         if time.monotonic() > deadline:
@@ -321,27 +420,43 @@ def _wait_for(folder: Path, names: list[str], timeout_s: float = 30) -> None:
         time.sleep(0.05)
 
 
-def _fake_training(config: dict, sync_dir: str) -> None:
-    """Marker files order the reports: "good" reaches rung 2 first, then bad seeds 0 and 1
-    report rung 2 together, so the test does not depend on how fast actors start."""
+def _fake_training(config: dict, sync_dir: str, max_t: int) -> None:
+    """Resumes from its checkpoint like the real trainable. A "bad" seed reports epoch 2 only
+    once every "good" seed reported it, so "good" is judged first there whatever the start
+    order; each epoch's wall-clock interval goes to intervals.jsonl."""
     model, seed, sync = config["model"], config["seed"], Path(sync_dir)
-    for epoch in range(1, MAX_T + 1):
+    start = 0
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as d:
+            start = json.loads(Path(d, "state.json").read_text())["epoch"]
+    for epoch in range(start + 1, max_t + 1):
+        t0 = time.time()
         time.sleep(EPOCH_S[model])
         if model == "bad" and epoch == 2:
-            _wait_for(sync, ["good-0-2", "bad-0-1", "bad-1-1"])
-            time.sleep(0.5)  # let the driver process good's rung-2 result first
-        acc = ACC[model] + 0.001 * seed
-        tune.report({EPOCH: epoch, VAL_ACC: acc})
+            _wait_for(sync, [f"good-{s}-2" for s in range(3)])
+            time.sleep(1.0)  # let the driver judge "good" first
         (sync / f"{model}-{seed}-{epoch}").touch()
+        with open(sync / "intervals.jsonl", "a") as f:
+            f.write(json.dumps({"trial": f"{model}-{seed}", "t0": t0, "t1": time.time()}) + "\n")
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "state.json").write_text(json.dumps({"epoch": epoch}))
+            tune.report(
+                {EPOCH: epoch, VAL_ACC: ACC[model] + 0.001 * seed, "resumed_from": start},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
 
 
-class Statuses(tune.Callback):
+class Reports(tune.Callback):
     def __init__(self) -> None:
-        self.end: dict[tuple[str, int], tuple[str, dict]] = {}
+        self.rows: dict[tuple[str, int], list[dict]] = {}
+        self.end: dict[tuple[str, int], str] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        key = (trial.config["model"], trial.config["seed"])
+        self.rows.setdefault(key, []).append({k: result[k] for k in (EPOCH, "resumed_from")})
 
     def on_experiment_end(self, trials, **info):
-        for t in trials:
-            self.end[(t.config["model"], t.config["seed"])] = (t.status, dict(t.last_result))
+        self.end = {(t.config["model"], t.config["seed"]): t.status for t in trials}
 
 
 @pytest.fixture(scope="module")
@@ -354,62 +469,135 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def real_run(ray_local, tmp_path_factory):
-    storage = tmp_path_factory.mktemp("runs")
-    sync = tmp_path_factory.mktemp("sync")
-    sched = SeedAwareASHA(max_t=MAX_T, grace_period=2, reduction_factor=3)
-    statuses = Statuses()
+def _tune(storage: Path, sync: Path, seeds: int, max_t: int, max_concurrent: int | None):
+    sched = SeedAwareASHA(max_t=max_t, grace_period=2, reduction_factor=3)
+    sched.limit_concurrency(max_concurrent)
+    reports = Reports()
     trainable = tune.with_resources(
-        tune.with_parameters(_fake_training, sync_dir=str(sync)), {"cpu": 0.5}
+        tune.with_parameters(_fake_training, sync_dir=str(sync), max_t=max_t), {"cpu": 0.5}
     )
     tuner = tune.Tuner(
         trainable,
-        # model varies fastest: good0, bad0, good1, bad1 run (4 slots), good2 and bad2 wait
-        param_space={
+        param_space={  # Tune's grid order: model varies fastest, the seed slowest
             "model": tune.grid_search(["good", "bad"]),
-            "seed": tune.grid_search([0, 1, 2]),
+            "seed": tune.grid_search(list(range(seeds))),
             **FIXED,  # fixed params stay out of the config key
         },
         tune_config=tune.TuneConfig(scheduler=sched, time_budget_s=TIME_BUDGET_S),
         run_config=tune.RunConfig(
-            name="asha", storage_path=str(storage), callbacks=[statuses], verbose=0
+            name="asha", storage_path=str(storage), callbacks=[reports], verbose=1
         ),
     )
     start = time.monotonic()
     tuner.fit()
     return SimpleNamespace(
         sched=sched,
-        end=statuses.end,
+        rows=reports.rows,
+        end=reports.end,
         seconds=time.monotonic() - start,
         path=storage / "asha",
         trainable=trainable,
+        intervals=[json.loads(x) for x in (sync / "intervals.jsonl").read_text().splitlines()],
     )
 
 
-def test_real_run_prunes_the_whole_config_at_one_rung(real_run):
+@pytest.fixture(scope="module")
+def real_run(ray_local, tmp_path_factory):
+    return _tune(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("sync"), 3, MAX_T, None)
+
+
+@pytest.mark.slow
+def test_real_run_pauses_seeds_at_rungs_and_prunes_the_whole_config(real_run):
     assert real_run.seconds < TIME_BUDGET_S - 5, "hit the time budget: a trial was left waiting"
-    assert all(status == Trial.TERMINATED for status, _ in real_run.end.values())
-    for seed in range(3):
-        assert real_run.end[("good", seed)][1][metrics.EPOCH] == MAX_T
-    assert set(real_run.sched.pruned) == {"model=bad"}
-    record = real_run.sched.pruned["model=bad"]
-    assert record["epoch"] == 2
-    started = {s: r for s in range(3) if (r := real_run.end[("bad", s)][1]).get(metrics.EPOCH)}
-    assert {0, 1} <= set(started), "bad seeds 0 and 1 ran from the start"
-    assert {r[metrics.EPOCH] for r in started.values()} == {2}
-    assert set(record["seeds"]) <= set(started)
-    assert record["rung_acc"] == pytest.approx(0.2, abs=0.01)
-    assert 2 not in started, "the waiting seed of the pruned config should never start"
+    assert set(real_run.end.values()) == {Trial.TERMINATED}
+    epochs = {k: [r[EPOCH] for r in rows] for k, rows in real_run.rows.items()}
+    for seed in range(3):  # paused and resumed from its checkpoint: every epoch once
+        assert epochs[("good", seed)] == list(range(1, MAX_T + 1))
+        assert epochs[("bad", seed)] == [1, 2], "a pruned seed ran past its rung"
+    resumes = {r["resumed_from"] for rows in real_run.rows.values() for r in rows}
+    assert resumes == {0, 2, 6}, "the seeds that waited at rungs 2 and 6 went on from there"
+    assert list(real_run.sched.decisions[2]) == ["model=good", "model=bad"]
+    assert real_run.sched.pruned == {
+        "model=bad": {
+            "epoch": 2, "rung_acc": pytest.approx(0.201), "cutoff": pytest.approx(0.801),
+            "seeds": [0, 1, 2], "missing": [],
+        }
+    }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_real_run_state_reaches_the_run_folder_and_survives_restore(real_run):
     assert json.loads((real_run.path / PRUNED_FILE).read_text()) == real_run.sched.pruned
     restored = tune.Tuner.restore(str(real_run.path), trainable=real_run.trainable)
     restored.fit()  # every trial is finished: it only re-adds them, loading the state
     sched = restored._local_tuner._tune_config.scheduler  # no public accessor in Ray 2.60
     assert sched is not real_run.sched
-    assert sched.pruned == real_run.sched.pruned
-    assert sched.recorded == real_run.sched.recorded
+    assert sched.state() == real_run.sched.state()
     # the restored trials still carry their searched params, so they map to the same configs
     assert {group for group, _ in sched._members.values()} == {"model=good", "model=bad"}
+
+
+@pytest.mark.slow
+def test_real_run_one_at_a_time_with_more_seeds_than_slots(ray_local, tmp_path):
+    """The issue's crash: with max_concurrent 1, seeds that never started were stopped without
+    a trial folder and Tune's reporter raised. Here they wait parked, nothing overlaps."""
+    run = _tune(tmp_path / "runs", tmp_path, seeds=3, max_t=4, max_concurrent=1)
+    assert run.seconds < TIME_BUDGET_S - 5
+    assert set(run.end.values()) == {Trial.TERMINATED}
+    spans = sorted((x["t0"], x["t1"], x["trial"]) for x in run.intervals)
+    for (_, end, a), (begin, _, b) in itertools.pairwise(spans):
+        assert a == b or end <= begin, f"{a} and {b} ran at the same time"
+    assert set(run.sched.pruned) == {"model=bad"} and run.sched.pruned["model=bad"]["seeds"] == [
+        0,
+        1,
+        2,
+    ]
+    assert all(run.rows[("good", s)][-1][EPOCH] == 4 for s in range(3))
+
+
+SWEEP_FILE = """
+from jersey_ray.config import SweepSpec
+
+SWEEP = SweepSpec(
+    name="asha_tiny", phase="asha_tiny", models=("basic_sv2",), seeds=(1, 2),
+    axes={"lr": (1e-5, 3e-2)}, scheduler="asha", grace_period=1, reduction_factor=2,
+)
+"""
+
+
+@pytest.mark.slow
+def test_sweep_cli_one_at_a_time_ends_cleanly_with_whole_configs(tmp_path):
+    """The issue's real run, small: python -m jersey_ray.sweep with an ASHA sweep file and
+    --max-concurrent 1 (fewer slots than seeds), on tiny synthetic data."""
+    from jersey_ray.data import synth
+
+    root = tmp_path / "data"
+    synth.generate(root, sequences=48, size=(32, 16), frames=(2, 4), seed=3, progress=False)
+    (tmp_path / "asha_tiny.py").write_text(SWEEP_FILE)
+    args = [
+        sys.executable, "-m", "jersey_ray.sweep", str(tmp_path / "asha_tiny.py"), "--data",
+        str(root), "--size", "32x16", "--pretrained", "none", "--epochs", "2",
+        "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "tiny",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "trial_dir_name" not in out, out
+    exp = tmp_path / "runs" / "tiny"
+    pruned = json.loads((exp / PRUNED_FILE).read_text())
+    trials: dict[str, list[list[dict]]] = {}
+    for params in exp.glob("*/params.json"):
+        p = json.loads(params.read_text())
+        rows = [json.loads(x) for x in (params.parent / "result.json").read_text().splitlines()]
+        assert [r[EPOCH] for r in rows] == list(range(1, len(rows) + 1)), "paused, resumed once"
+        trials.setdefault(config_key({"model": p["model"], "lr": p["lr"]}), []).append(rows)
+    assert len(trials) == 2 and all(len(seeds) == 2 for seeds in trials.values())
+    for key, record in pruned.items():
+        assert record["epoch"] == 1 and record["seeds"] == [1, 2] and not record["missing"]
+        assert all(rows[-1][EPOCH] == 1 for rows in trials[key]), "judged on both seeds"
+    done = {k for k, runs in trials.items() if all(metrics.TEST_ACC_NUMBER in r[-1] for r in runs)}
+    assert done and done == set(trials) - set(pruned)
+    summary = json.loads((tmp_path / "results" / "tiny" / "summary.json").read_text())
+    for record in summary["models"]:
+        assert record["n_finished"] == (0 if record["pruned"] else 2), record
