@@ -55,3 +55,14 @@ def test_lines_and_the_epoch_bar(capsys):
     assert lines[5].startswith("stop   s/m/seed2")
     err = capsys.readouterr().err
     assert "\r" not in err and "sweep" in err  # tidy in a log: whole lines, no redraws
+
+
+def test_the_console_pickles_with_the_experiment_state():
+    import pickle
+
+    console = Console(planned=3)
+    console.setup()
+    console.on_trial_start(0, [], trial("a", "s/m/seed1", 3))
+    again = pickle.loads(pickle.dumps(console))
+    assert again._planned == 3 and again._bar is None
+    console.on_experiment_end([])

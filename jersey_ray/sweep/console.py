@@ -45,7 +45,8 @@ class Console(Callback):
     """Trial lines and the sweep's epoch bar; ``planned`` is the epochs of every trial."""
 
     def __init__(self, planned: int, file: IO[str] | None = None) -> None:
-        self._file = file if file is not None else sys.stdout
+        # no stream is kept by default: Tune pickles its callbacks with the experiment state
+        self._file = file
         self._planned = planned
         self._epochs: dict[str, int] = {}
         self._started: set[str] = set()
@@ -54,7 +55,7 @@ class Console(Callback):
     def _say(self, text: str) -> None:
         if self._bar is not None:
             self._bar.clear()
-        print(text, file=self._file, flush=True)
+        print(text, file=self._file or sys.stdout, flush=True)
         if self._bar is not None:
             self._bar.refresh()
 
@@ -97,3 +98,6 @@ class Console(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_bar": None, "_file": None}  # a bar and a stream don't pickle
