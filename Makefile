@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean gpu-check
 
 install: $(STAMP)
 
@@ -21,13 +21,34 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m jersey_ray.sweep phaseB --quick
 
+# Tests run in a random order (pytest-randomly, which also reseeds random and numpy before each
+# test), so a test that depends on another's leftovers fails here, not in someone's fresh clone.
+# The seed is printed first: `make test TEST_SEED=1234` replays that order, and
+# `make test TEST_SEED=off` runs in file order.
 test: $(STAMP)
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@seed="$(TEST_SEED)"; [ -n "$$seed" ] || seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+	if [ "$$seed" = off ]; then order="-p no:randomly"; echo "test order: file order"; \
+	else order="-p randomly --randomly-seed=$$seed"; \
+	echo "test order: random, seed $$seed (replay: make test TEST_SEED=$$seed)"; fi; \
+	$(BIN)/python -m pytest $$order $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
+	if [ $$rc -ne 0 ] && [ "$$seed" != off ]; then echo "replay this order: make test TEST_SEED=$$seed"; fi; \
 	exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# On a machine with one CUDA GPU (README, "GPU check"): the CUDA tests, the training, packing
+# and inference benchmarks and a short sweep in about 8 minutes; OUT/gpu-check.md is the report.
+# No install step, so a bare GPU machine whose python3 has PyTorch runs it too: Ray is unpacked
+# from .whl/ (../shared/tools/gpu-wheels.sh) into .site/ when it is not importable.
+GPU_PY   ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_ARGS ?= --out results/gpu-check --budget-min 8
+gpu-check:
+	@if ! PYTHONPATH="$$PWD/.site" $(GPU_PY) -c "import ray" 2>/dev/null && [ -f .whl/ray-slim.tar.xz ]; then \
+	  mkdir -p .site && tar xJf .whl/ray-slim.tar.xz -C .site && \
+	  $(GPU_PY) -m pip install -q --no-index --no-deps --upgrade --target .site .whl/*.whl; fi; \
+	PYTHONPATH="$$PWD/.site:$$PWD$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) -m jersey_ray.bench gpu $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

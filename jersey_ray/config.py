@@ -132,12 +132,20 @@ class TrainConfig:
     """``auto`` (GPU: bf16 where supported, else fp16; CPU: fp32), ``fp32``, ``bf16``, ``fp16``."""
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
+    cuda_graphs: bool = False
+    """Replay the CNN's training forward and backward as CUDA graphs (fewer kernel launches;
+    for the launch-bound single-frame Phase 0 models, on CUDA only). Full batches replay the
+    graph; the last, smaller batch of an epoch runs eagerly. With ``compile`` this is
+    ``torch.compile(mode="reduce-overhead")``, else a captured backbone."""
     channels_last: bool = True
     """Use channels-last memory format for the CNN (faster with tensor cores)."""
     device: str = "auto"
     """``auto`` (CUDA if available), ``cpu`` or ``cuda``."""
     gpu_fraction: float = 0.0
     """Cap this process's CUDA memory to this fraction of the GPU (0: no cap)."""
+    profile_steps: int = 0
+    """Record this many training steps with ``torch.profiler`` in the first epoch a run
+    trains (after a few warm-up steps), as a trace in ``<run>/profile/`` (0: off)."""
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("adam", "adamw"))
@@ -147,6 +155,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.profile_steps < 0:
+            raise ConfigError(f"profile_steps must be >= 0, got {self.profile_steps}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ConfigError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
         if not 0.0 <= self.gpu_fraction <= 1.0:
@@ -250,6 +260,9 @@ class SweepSpec:
     """TrainConfig overrides shared by every trial (a model's phase protocol comes first)."""
     data: dict[str, Any] = field(default_factory=dict)
     """DataConfig overrides (the sweep's one cache), e.g. ``{"split": "heldout"}``."""
+    synth: dict[str, Any] = field(default_factory=dict)
+    """Generator arguments of the built-in synthetic data this sweep needs when no ``--data``
+    is given (e.g. the numbers it must cover), under the preset's."""
     axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Extra grid axes over TrainConfig keys, e.g. ``{"lr": (1e-3, 3e-4)}``."""
     scheduler: str = "fifo"

@@ -1,5 +1,6 @@
 """The model zoo: registry, exact parameter counts, masking, batch independence, weights, speed
-contracts (autocast, channels_last, no host syncs, torch.compile). CPU, tiny images."""
+contracts (autocast, channels_last, no host syncs, torch.compile). CPU, tiny images. Pretrained
+weights: tests/test_weights.py."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from jersey_ray.errors import UserError
 from jersey_ray.models import (
     REGISTRY,
     ModelOutput,
-    WeightsError,
     build_model,
     count_params,
     get_spec,
@@ -306,85 +306,6 @@ def test_length_aware_rnn_equals_packed_bidirectional(kind):
     h_n = h_n[0] if kind == "lstm" else h_n
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(final, torch.cat([h_n[0], h_n[1]], dim=1))
-
-
-# --- pretrained weights --------------------------------------------------------------------
-
-
-def _torchvision_resnet18_state(seed: int) -> dict[str, torch.Tensor]:
-    from torchvision.models import resnet18
-
-    torch.manual_seed(seed)
-    return resnet18().state_dict()  # the full classifier state dict, with fc
-
-
-def test_pretrained_from_a_state_dict_file(tmp_path):
-    state = _torchvision_resnet18_state(7)
-    full = tmp_path / "resnet18_full.pth"
-    torch.save(state, full)
-    m = build_model("basic_r18", pretrained=str(full))
-    loaded = m.backbone.state_dict()
-    assert set(loaded) == {k for k in state if not k.startswith("fc.")}
-    assert all(torch.equal(loaded[k], state[k]) for k in loaded)
-    bare = tmp_path / "backbone.pt"  # a bare backbone state dict works for sequence models too
-    torch.save(loaded, bare)
-    seq = build_model("attn_ugru_hc", pretrained=str(bare))
-    assert torch.equal(seq.backbone.conv1.weight, state["conv1.weight"])
-    assert not torch.equal(model("attn_ugru_hc").backbone.conv1.weight, state["conv1.weight"])
-
-
-def test_pretrained_file_errors_name_the_file(tmp_path):
-    wrong = tmp_path / "wrong.pth"
-    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "extra.bias": torch.zeros(2)}, wrong)
-    with pytest.raises(WeightsError, match=r"wrong\.pth.*missing keys.*unexpected keys"):
-        build_model("seq_ugru_fs", pretrained=str(wrong))
-    shape = tmp_path / "shape.pth"
-    state = _torchvision_resnet18_state(0)
-    state["conv1.weight"] = torch.zeros(64, 3, 3, 3)
-    torch.save(state, shape)
-    with pytest.raises(WeightsError, match=r"shape\.pth.*do not fit resnet18"):
-        build_model("basic_r18", pretrained=str(shape))
-    junk = tmp_path / "junk.pth"
-    junk.write_text("not a checkpoint")
-    with pytest.raises(WeightsError, match=r"junk\.pth: cannot read"):
-        build_model("basic_r18", pretrained=str(junk))
-    with pytest.raises(WeightsError, match=r"nowhere\.pth: weights file not found"):
-        build_model("basic_r18", pretrained=str(tmp_path / "nowhere.pth"))
-
-
-def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    with pytest.raises(WeightsError) as err:
-        build_model("seq_bgru_mp", pretrained="imagenet")
-    message = str(err.value)
-    assert str(path) in message and "--pretrained none" in message
-    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
-    for model_id in ("basic_effb0", "basic_mv3l", "basic_mv3s", "basic_sv2"):
-        with pytest.raises(WeightsError, match=f"{tmp_path}.*--pretrained none"):
-            build_model(model_id, pretrained="imagenet")
-    path.parent.mkdir(parents=True)
-    state = _torchvision_resnet18_state(5)
-    torch.save(state, path)
-    m = build_model("seq_bgru_mp", pretrained="imagenet")
-    assert torch.equal(m.backbone.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
-
-
-def test_lite0_imagenet_weights_never_touch_the_network(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-    import timm
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    with pytest.raises(WeightsError, match=r"efficientnet_lite0.*--pretrained none"):
-        build_model("basic_effl0", pretrained="imagenet")
-    torch.manual_seed(2)
-    state = timm.create_model("efficientnet_lite0").state_dict()  # with its classifier
-    path = tmp_path / "hub" / "checkpoints" / "efficientnet_lite0_ra-37913777.pth"
-    path.parent.mkdir(parents=True)
-    torch.save(state, path)
-    m = build_model("basic_effl0", pretrained="imagenet")
-    assert torch.equal(m.backbone.conv_stem.weight, state["conv_stem.weight"])
 
 
 # --- speed contracts -----------------------------------------------------------------------

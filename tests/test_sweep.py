@@ -152,7 +152,8 @@ def test_injected_fault_is_retried_from_the_checkpoint(tiny_root, tmp_path):
 )
 def test_preflight_errors_are_one_line(tiny_root, tmp_path, extra, message):
     args = sweep_args(tiny_root, tmp_path / "runs", "bad") + extra
-    proc = run_cli(args, tmp_path, env={"TORCH_HOME": str(tmp_path / "empty-torch-home")})
+    env = {"TORCH_HOME": str(tmp_path / "empty-torch-home"), "HF_HUB_OFFLINE": "1"}
+    proc = run_cli(args, tmp_path, env=env)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, out
     errors = [line for line in out.splitlines() if line.startswith("error:")]

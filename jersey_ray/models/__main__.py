@@ -1,13 +1,19 @@
-"""``python -m jersey_ray.models [--json]``: the registry with trainable parameter counts."""
+"""``python -m jersey_ray.models [--json]``: the registry with trainable parameter counts.
+
+``python -m jersey_ray.models fetch-weights [IDS]``: fill the torchvision/timm caches with the
+ImageNet weights of those models (all by default) ahead of a run, e.g. on every cluster node.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from jersey_ray import cli
 from jersey_ray.errors import run_cli
-from jersey_ray.models import REGISTRY, build_model, count_params
+from jersey_ray.models import REGISTRY, build_model, count_params, get_spec
+from jersey_ray.models.backbones import downloading
 
 
 def _rows() -> list[dict]:
@@ -43,7 +49,24 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([*lines, "", *notes] if notes else lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def fetch_weights(ids: list[str]) -> dict[str, Path]:
+    """Download (where missing) and load the ImageNet weights of every model in ``ids``:
+    the same build the sweep's preflight and its trials run. Backbone name -> file."""
+    specs = [get_spec(i) for i in ids]  # unknown ids fail before any download
+    with downloading() as fetched:
+        for spec in specs:
+            build_model(spec.id, pretrained="imagenet")
+    return fetched
+
+
+def _fetch_report(fetched: dict[str, Path], n_models: int) -> str:
+    lines = [
+        f"{name:<20} {path} ({path.stat().st_size / 1e6:.1f} MB)" for name, path in fetched.items()
+    ]
+    return "\n".join([*lines, f"ImageNet weights of {n_models} model(s) are in the cache"])
+
+
+def build_parser() -> cli.OneLineParser:
     parser = cli.OneLineParser(
         prog="python -m jersey_ray.models",
         description="List the model registry: id, phase, display name and trainable parameter "
@@ -55,9 +78,27 @@ def main(argv: list[str] | None = None) -> int:
         help="print a JSON list of objects with keys id, phase, display, params, report_params, "
         "description, note",
     )
+    sub = parser.add_subparsers(dest="command", metavar="{fetch-weights}")
+    fetch = sub.add_parser(
+        "fetch-weights",
+        help="download the ImageNet weights of models into the torch hub / Hugging Face cache",
+        description="Download (where missing) the ImageNet weights of the given models into "
+        "the caches torchvision and timm use ($TORCH_HOME/hub/checkpoints, the Hugging Face "
+        "cache), and check that each model loads them. Run it on every machine that trains.",
+    )
+    fetch.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: all)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
 
     def run() -> int:
         args = parser.parse_args(argv)
+        if args.command == "fetch-weights":
+            ids = args.ids or list(REGISTRY)
+            print(_fetch_report(fetch_weights(ids), len(ids)))
+            return 0
         rows = _rows()
         print(json.dumps(rows, indent=2) if args.json else _table(rows))
         return 0

@@ -5,15 +5,21 @@ layers the reference dropped (report-spec 2.2): the final classifier Linear and 
 MobileNetV3 keeps its ImageNet Linear + Hardswish as part of the feature extractor, which the
 report's parameter counts require. EfficientNet-Lite0 comes from timm (torchvision has none).
 
-Weights never come from the network: ``"imagenet"`` reads the file the torchvision/timm download
-would have cached, and a missing file is a :class:`WeightsError` raised while the model is built,
-so a trial fails before it trains.
+``"imagenet"`` weights live where torchvision and timm put them: torchvision's in the torch hub
+cache (``$TORCH_HOME/hub/checkpoints``), timm's in the Hugging Face cache (or the torch hub cache).
+Only code inside :func:`downloading` fetches a missing file, through torchvision's and timm's own
+download functions: the sweep's preflight on the driver and ``python -m jersey_ray.models
+fetch-weights``. Everywhere else (trials) a missing file is a one-line :class:`WeightsError`
+raised while the model is built, so a trial fails before it trains.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,39 +115,120 @@ def build_backbone(name: str, pretrained: str = "none") -> tuple[nn.Module, int]
     return model, spec.features
 
 
-def imagenet_weights_path(name: str) -> Path:
-    """The cached ImageNet weights file for ``name``; if absent, WeightsError saying where."""
-    if name == "efficientnet_lite0":
-        return _timm_weights_path()
-    from torchvision.models import get_model_weights
+@dataclass(frozen=True)
+class _Source:
+    """Where one backbone's ImageNet weights come from and where the ecosystem caches them."""
 
-    url = get_model_weights(name)["IMAGENET1K_V1"].url
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    if not path.is_file():
-        raise WeightsError(
-            f"ImageNet weights for {name} not found at {path}: download {url} to that path "
-            "(or set TORCH_HOME to where it is), or pass --pretrained none"
-        )
+    name: str
+    url: str
+    path: Path  # the torch hub cache file for ``url``
+    hf_repo: str | None  # timm's Hugging Face repo, searched first
+    fetch: Callable[[], object]  # torchvision's or timm's own download into its cache
+
+
+_DOWNLOADS: contextvars.ContextVar[dict[str, Path] | None] = contextvars.ContextVar(
+    "jersey_ray_weight_downloads", default=None
+)
+
+
+@contextlib.contextmanager
+def downloading() -> Iterator[dict[str, Path]]:
+    """Inside this block a missing ``"imagenet"`` file is downloaded (with a progress bar) into
+    its standard cache, unless ``HF_HUB_OFFLINE`` is set. Yields backbone name -> weights file
+    for every backbone resolved in the block.
+
+    Only the driver's preflight and ``fetch-weights`` open it: N trials downloading the same
+    file at once would waste their GPU time, and an offline worker would fail late."""
+    fetched: dict[str, Path] = {}
+    token = _DOWNLOADS.set(fetched)
+    try:
+        yield fetched
+    finally:
+        _DOWNLOADS.reset(token)
+
+
+def imagenet_weights_path(name: str) -> Path:
+    """The cached ImageNet weights file for ``name`` (downloaded first inside
+    :func:`downloading`); if it cannot be had, a one-line WeightsError saying where to put it."""
+    source = _source(name)
+    fetched = _DOWNLOADS.get()
+    path = _cached(source)
+    if path is None:
+        if fetched is None:
+            raise WeightsError(
+                f"ImageNet weights for {name} not found at {source.path}: run `python -m "
+                f"jersey_ray.models fetch-weights` on this machine, or download {source.url} "
+                "to that path (or set TORCH_HOME to where it is), or pass --pretrained none"
+            )
+        path = _download(source)
+    if fetched is not None:
+        fetched[name] = path
     return path
 
 
-def _timm_weights_path() -> Path:
-    """timm's Lite0 weights from the Hugging Face or torch hub cache, never the network."""
-    import timm
-    from huggingface_hub import try_to_load_from_cache
+def _source(name: str) -> _Source:
+    if name == "efficientnet_lite0":
+        import timm
 
-    cfg = timm.models.get_pretrained_cfg("efficientnet_lite0")
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        cached = try_to_load_from_cache(cfg.hf_hub_id, filename)
-        if isinstance(cached, str):  # else None or the "known missing" sentinel
-            return Path(cached)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
-    if not path.is_file():
+        cfg = timm.models.get_pretrained_cfg("efficientnet_lite0")
+        # timm's own loader: the HF hub when huggingface_hub is there, else the URL
+        fetch = functools.partial(timm.create_model, "efficientnet_lite0", pretrained=True)
+        return _Source(name, cfg.url, _hub_path(cfg.url), cfg.hf_hub_id, fetch)
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(name)["IMAGENET1K_V1"]
+    fetch = functools.partial(weights.get_state_dict, progress=True, check_hash=True)
+    return _Source(name, weights.url, _hub_path(weights.url), None, fetch)
+
+
+def _hub_path(url: str) -> Path:
+    # torch.hub.load_state_dict_from_url's cache file; get_dir() reads TORCH_HOME on each call
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _cached(source: _Source) -> Path | None:
+    """The cached file, never the network: the HF cache (timm's first choice), the torch hub."""
+    if source.hf_repo is not None:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            cached = try_to_load_from_cache(source.hf_repo, filename)
+            if isinstance(cached, str):  # else None or the "known missing" sentinel
+                return Path(cached)
+    return source.path if source.path.is_file() else None
+
+
+def _origin(source: _Source) -> str:
+    """Where the download went: timm tries the Hugging Face hub first when it is installed."""
+    if source.hf_repo is None:
+        return source.url
+    from huggingface_hub.constants import ENDPOINT
+
+    return f"{ENDPOINT}/{source.hf_repo}"
+
+
+def _download(source: _Source) -> Path:
+    from huggingface_hub.constants import is_offline_mode
+
+    where = f"put that file at {source.path} (or set TORCH_HOME to where it is)"
+    if source.hf_repo is not None:
+        where += f", or the Hugging Face repo {source.hf_repo} in the HF cache"
+    if is_offline_mode():  # the ecosystem's offline switch, honoured for torchvision too
         raise WeightsError(
-            f"ImageNet weights for efficientnet_lite0 not found: download {cfg.url} to {path}, "
-            f"or put the Hugging Face repo {cfg.hf_hub_id} in the HF cache, "
-            "or pass --pretrained none"
+            f"ImageNet weights for {source.name} not in the cache and HF_HUB_OFFLINE is set: "
+            f"download {source.url} elsewhere and {where}, or pass --pretrained none"
         )
+    try:
+        source.fetch()
+    except Exception as err:  # urllib, httpx, HF hub and hash errors: one problem to the user
+        lines = str(err).strip().splitlines() or [""]
+        raise WeightsError(
+            f"cannot download ImageNet weights for {source.name} from {_origin(source)} "
+            f"({err.__class__.__name__}: {lines[0]}): {where}, or pass --pretrained none"
+        ) from err
+    path = _cached(source)
+    if path is None:  # e.g. a custom HF cache_dir: nothing this module can find again
+        raise WeightsError(f"downloaded {source.url} but found no file at {source.path}")
     return path
 
 

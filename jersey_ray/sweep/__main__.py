@@ -15,7 +15,7 @@ from pathlib import Path
 from jersey_ray import cli
 from jersey_ray.config import replace
 from jersey_ray.errors import UserError, run_cli
-from jersey_ray.sweep import preflight, tuner
+from jersey_ray.sweep import preflight, trackers, tuner
 from jersey_ray.sweep.run import RUNS_DIR, finish, run_sweep
 from jersey_ray.sweep.settings import FULL, QUICK, Settings, load_sweep, resolve, synthetic_root
 
@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated model ids (default: the sweep's)")
     p.add_argument("--seeds", type=cli.ints, help="comma-separated seeds (default: the sweep's)")
     p.add_argument("--epochs", type=cli.positive_int, help="epochs per trial (default: 30)")
-    p.add_argument("--pretrained", help="none, imagenet or a weights file (default: imagenet)")
+    p.add_argument(
+        "--pretrained",
+        help="none, imagenet (downloaded once into the torch/HF caches) or a weights file "
+        "(default: imagenet)",
+    )
     p.add_argument("--scheduler", choices=("fifo", "asha"), help="default: the sweep's")
     p.add_argument("--grace-period", type=cli.positive_int, help="ASHA's first rung in epochs")
     cli.add_data_options(p)
@@ -48,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address (auto or HOST:PORT; default: local)")
     r.add_argument("--storage", help=f"results root, a path or URI (default: {RUNS_DIR})")
     r.add_argument("--name", help="experiment name (default: the sweep's name)")
+    trackers.add_tracker_options(p)
     return p
 
 
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             planned.append((settings, name, exp_path, n_params))
         status = 0
         for settings, name, exp_path, n_params in planned:
-            settings = _with_root(settings, args, preset)
+            settings = _with_root(settings, args)
             run_sweep(settings, args, exp_path, n_params)
             status |= finish(exp_path, str(Path("results") / name))
         return status
@@ -90,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(body)
 
 
-def _with_root(settings: Settings, args: argparse.Namespace, preset) -> Settings:
+def _with_root(settings: Settings, args: argparse.Namespace) -> Settings:
     """The settings with the data root: ``--data``, or the built-in synthetic data set."""
-    root = args.data if args.data is not None else synthetic_root(preset, settings.data)
+    root = args.data if args.data is not None else synthetic_root(settings)
     return dataclasses.replace(settings, data=replace(settings.data, root=str(root)))
 
 

@@ -55,10 +55,14 @@ def check_experiment(exp_path: str, resume: bool) -> None:
 
 
 def check_models(models: tuple[str, ...], pretrained: dict[str, str]) -> dict[str, int]:
-    """Weights fail here, before any trial starts; returns each model's parameter count."""
+    """Build every model once on the driver, before any trial: missing ImageNet weights are
+    downloaded here (the only place a sweep downloads; trials never do), and weights that
+    cannot be had fail here as one line. Returns each model's parameter count."""
     from jersey_ray.models import build_model, count_params
+    from jersey_ray.models.backbones import downloading
 
-    return {m: count_params(build_model(m, pretrained[m])) for m in models}
+    with downloading():
+        return {m: count_params(build_model(m, pretrained[m])) for m in models}
 
 
 def cluster_shape() -> dict[str, Any]:

@@ -193,9 +193,9 @@ def trial_config(params: dict[str, Any]) -> TrainConfig:
     return layered(TrainConfig, layers)[0]
 
 
-def synthetic_root(preset: Preset, data: DataConfig) -> Path:
-    """Generate the preset's built-in synthetic data set once, rendered at ``data``'s frame size;
-    later runs reuse it.
+def synthetic_root(settings: Settings) -> Path:
+    """Generate the built-in synthetic data set the sweep and its preset describe once (the
+    sweep file's generator arguments under the preset's); later runs reuse it.
 
     The generator writes to a temporary folder and renames it when complete, so an existing
     folder is a whole data set.
@@ -204,9 +204,10 @@ def synthetic_root(preset: Preset, data: DataConfig) -> Path:
 
     from jersey_ray.data import synth
 
-    params = {**preset.synth, "size": data.size}
+    params = {**settings.spec.synth, **settings.preset.synth}
+    params.setdefault("size", settings.data.size)  # player crops: rendered at the frame size
     tag = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:6]
-    root = SYNTH_DIR / f"synthetic-{preset.synth['sequences']}-{data.size_text}-{tag}"
+    root = SYNTH_DIR / f"synthetic-{params.get('sequences', 'default')}-{tag}"
     if root.is_dir():
         print(f"data: reusing the built-in synthetic data set in {root}")
         return root

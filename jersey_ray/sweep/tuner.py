@@ -78,6 +78,8 @@ def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cac
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from jersey_ray.sweep.asha import tune_max_concurrent
+    from jersey_ray.sweep.trackers import tracker_callbacks
     from jersey_ray.sweep.trainable import run_trial
 
     axes = tuple(spec.axes)
@@ -88,6 +90,7 @@ def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cac
     if opts.resume:
         return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
     storage, name = exp_path.rstrip("/").rsplit("/", 1)
+    trackers = tracker_callbacks(opts, name, axes)
     return tune.Tuner(
         trainable,
         param_space=space,
@@ -95,7 +98,7 @@ def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cac
             metric=metrics.SELECTION_METRIC,
             mode=metrics.SELECTION_MODE,
             scheduler=scheduler,
-            max_concurrent_trials=opts.max_concurrent,
+            max_concurrent_trials=tune_max_concurrent(scheduler, opts.max_concurrent),
             trial_name_creator=functools.partial(trial_name, sweep_name=spec.name, axes=axes),
             trial_dirname_creator=functools.partial(trial_dirname, axes=axes),
         ),
@@ -105,7 +108,8 @@ def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cac
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=True),
-            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
+            # --mlflow / --wandb add theirs (trackers); on --resume Tune restores the same
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *trackers],
             verbose=1,
         ),
     )
