@@ -40,3 +40,9 @@ def bar(iterable: Any = None, *, file: IO[str] | None = None, **kwargs: Any) -> 
     kwargs.setdefault("mininterval", LOG_EVERY_S)
     kwargs.update(file=_Lines(out), dynamic_ncols=False, ncols=100, leave=True)
     return tqdm(iterable, **kwargs)
+
+
+def redraws(progress: tqdm) -> bool:
+    """Whether ``progress`` redraws in place (a terminal): then a line printed beside it must
+    clear the bar first and redraw it after."""
+    return not isinstance(progress.fp, _Lines)

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address (auto or HOST:PORT; default: local)")
     r.add_argument("--storage", help=f"results root, a path or URI (default: {RUNS_DIR})")
     r.add_argument("--name", help="experiment name (default: the sweep's name)")
+    r.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Tune's own status table instead of one line per trial and a progress bar",
+    )
     trackers.add_tracker_options(p)
     return p
 

@@ -13,7 +13,7 @@ from typing import IO, Any
 from ray.tune import Callback
 
 from jersey_ray import metrics as M
-from jersey_ray.progress import bar
+from jersey_ray.progress import bar, redraws
 from jersey_ray.sweep.settings import trial_config
 
 TIME_TOTAL_S = "time_total_s"
@@ -53,10 +53,11 @@ class Console(Callback):
         self._bar = None
 
     def _say(self, text: str) -> None:
-        if self._bar is not None:
+        live = self._bar is not None and redraws(self._bar)
+        if live:
             self._bar.clear()
         print(text, file=self._file or sys.stdout, flush=True)
-        if self._bar is not None:
+        if live:
             self._bar.refresh()
 
     def setup(self, **info: Any) -> None:
@@ -81,7 +82,6 @@ class Console(Callback):
         left = trial_config(trial.config).epochs - self._epochs.get(trial.trial_id, 0)
         if left > 0 and self._bar is not None:  # stopped early: its epochs are no longer planned
             self._bar.total -= left
-            self._bar.refresh()
         self._say(end_line(_name(trial), result))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

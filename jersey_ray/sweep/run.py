@@ -109,7 +109,8 @@ def run_sweep(
     print(f"watch live: tensorboard --logdir {preflight.display(exp_path)}")
     scheduler = tuner.make_scheduler(spec, epochs)
     space = tuner.param_space(spec, fixed)
-    tune_run = tuner.make_tuner(spec, space, plan, scheduler, exp_path, cache.path, opts)
+    planned = n_trials // len(spec.models) * sum(cfg.epochs for cfg in settings.train.values())
+    tune_run = tuner.make_tuner(spec, space, plan, scheduler, exp_path, cache.path, planned, opts)
     with tuner.without_tune_tensorboard():
         tune_run.fit()
     record = read_json(f"{exp_path}/sweep.json")

@@ -74,11 +74,16 @@ def make_scheduler(spec: SweepSpec, epochs: int):
     )
 
 
-def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cache: str, opts):
+def make_tuner(
+    spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cache: str, planned: int, opts
+):
+    """A new Tuner (or the restored one with ``--resume``). ``planned``: the epochs of all the
+    trials, the console bar's total; ``--verbose`` shows Tune's own status table instead."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from jersey_ray.sweep.asha import tune_max_concurrent
+    from jersey_ray.sweep.console import Console
     from jersey_ray.sweep.trackers import tracker_callbacks
     from jersey_ray.sweep.trainable import run_trial
 
@@ -91,6 +96,7 @@ def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cac
         return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
     storage, name = exp_path.rstrip("/").rsplit("/", 1)
     trackers = tracker_callbacks(opts, name, axes)
+    console = [] if opts.verbose else [Console(planned)]
     return tune.Tuner(
         trainable,
         param_space=space,
@@ -109,8 +115,8 @@ def make_tuner(spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cac
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=True),
             # --mlflow / --wandb add theirs (trackers); on --resume Tune restores the same
-            callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *trackers],
-            verbose=1,
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *console, *trackers],
+            verbose=1 if opts.verbose else 0,
         ),
     )
 
