@@ -13,6 +13,7 @@ COMMANDS = {
     "sweep": ("sweep", "run a sweep on Ray Tune (the main command)"),
     "collect": ("results", "turn a sweep's results into tables and figures"),
     "bench": ("bench", "benchmarks: data pipeline, training throughput, inference"),
+    "predict": ("predict", "use a trained model on a folder of tracklets"),
 }
 """Command -> (package whose ``__main__`` runs it, one line of help)."""
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from jersey_ray.data import index as index_mod
 from jersey_ray.data.index import (
+    NO_LABEL,
     DataError,
     Sequence,
     index_root,
@@ -218,6 +219,34 @@ def test_numbers_restrict_classes(tmp_path):
     index = index_root(tmp_path, numbers=["7", "48"])
     assert sorted(s.jersey for s in index.sequences) == ["48", "7"]
     assert index.skipped == [index_mod.Skip("07", "excluded_number")]
+
+
+def test_unknown_folder_is_skipped_unless_allowed(tmp_path):
+    put(tmp_path, "7/t/s/f.jpg")
+    put(tmp_path, "unknown/u1/s1/f.jpg")
+    put(tmp_path, "unknown/u1/s2/anchor.jpg")
+    put(tmp_path, "Unknown/u2/s/f.jpg")  # the name is exact
+    training = index_root(tmp_path)
+    assert [s.seq_id for s in training.sequences] == ["7/t/s"]
+    assert training.skipped_counts() == {"bad_jersey_folder": 2}
+    found = index_root(tmp_path, allow_unknown=True)
+    assert [s.seq_id for s in found.sequences] == ["7/t/s", "unknown/u1/s1", "unknown/u1/s2"]
+    assert found.skipped == [index_mod.Skip("Unknown", "bad_jersey_folder")]
+    labelled, *unlabelled = found.sequences
+    assert labelled.labelled and (labelled.tens, labelled.ones) == (BLANK, 7)
+    for s in unlabelled:
+        assert not s.labelled and (s.jersey, s.track) == ("unknown", "unknown/u1")
+        assert (s.tens, s.ones) == (NO_LABEL, NO_LABEL)
+    assert unlabelled[1].anchor == "unknown/u1/s2/anchor.jpg"
+
+
+def test_unknown_folder_ignores_numbers_and_is_named_in_errors(tmp_path):
+    put(tmp_path, "7/t/s/f.jpg")
+    put(tmp_path, "unknown/u/s/f.jpg")
+    found = index_root(tmp_path, numbers=["48", "7"], allow_unknown=True)
+    assert [s.jersey for s in found.sequences] == ["7", "unknown"]
+    with pytest.raises(DataError, match="or unknown for unlabelled tracks"):
+        index_root(tmp_path / "unknown/u", allow_unknown=True)  # s is no jersey folder
 
 
 def test_unreadable_folder_is_counted(tmp_path, monkeypatch):

@@ -27,15 +27,14 @@ import torch
 from torch import nn
 
 from jersey_ray.bench.timing import CUDA_EVENTS, PERF_COUNTER
+from jersey_ray.models.export import ONNX_OUTPUTS, Export, ExportError, TwoHeads
+from jersey_ray.models.export import export_onnx as shared_export
 
 Logits = tuple[torch.Tensor, torch.Tensor]
 
 INT8_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.GRU, nn.LSTM)
 """What dynamic int8 quantization replaces. Convolutions have no dynamic int8 kernels, and
 ``nn.RNN`` (tanh) has no dynamic quantized module, so those stay fp32."""
-
-ONNX_INPUTS = ("frames", "mask")
-ONNX_OUTPUTS = ("tens", "ones")
 
 
 class Unsupported(Exception):
@@ -52,7 +51,9 @@ class Context:
     scratch: Path
     """A temporary folder (the ONNX file)."""
     steps: int
-    """The longest mask any input will have (the exported graph's fixed T)."""
+    """The longest mask any input will have (the ONNX export's example and check T)."""
+    exported: Export | None = None
+    """The ONNX export, once an ONNX Runtime variant made it."""
 
 
 @dataclass
@@ -189,19 +190,6 @@ def script(ctx: Context) -> Runner:
     return Runner(scripted, _same, _torch_logits, _clock(ctx.device), notes)
 
 
-class TwoHeads(nn.Module):
-    """The model's (tens, ones): what a trace or an ONNX graph returns (attention weights are
-    not a deployment output)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> Logits:
-        out = self.model(frames, mask)
-        return out[0], out[1]
-
-
 def trace(dtype: torch.dtype) -> Callable[[Context], Runner]:
     def build(ctx: Context) -> Runner:
         model = TwoHeads(copy.deepcopy(ctx.model).to(dtype))  # a trace outputs tensors only
@@ -265,67 +253,29 @@ def compiled(mode: str, dtype: torch.dtype | None = None) -> Callable[[Context],
 # --------------------------------------------------------------------------------- ONNX
 
 
-def onnx_example(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lengths (T, 1): batch 2 and frames T + 1 differ (sizes an export must not merge)."""
-    steps = ctx.steps
-    mask = torch.arange(steps)[None, :] < torch.tensor([[steps], [1]])
-    gen = torch.Generator().manual_seed(0)
-    return torch.randn(steps + 1, 3, *ctx.example[0].shape[2:], generator=gen), mask
-
-
 def export_onnx(ctx: Context) -> tuple[Path, list[str]]:
-    """Export the packed path once per run (both ONNX Runtime variants share the file).
-
-    Frames N and batch B are dynamic; steps T is fixed at ``ctx.steps``: torch.export
-    decomposes nn.GRU into a loop over time, which specializes T (and a second export in one
-    process does so silently), so masks are padded to T instead. H and W are fixed.
-    """
-    from torch.export import Dim
-
-    path = ctx.scratch / "model.onnx"
-    notes = [
-        f"exported once (torch.onnx.export, dynamo): packed frames [N,3,H,W] float32 with N "
-        f"dynamic, mask [B,{ctx.steps}] bool with B dynamic and T fixed at {ctx.steps} (the "
-        "export unrolls nn.GRU over time); masks are padded with False to T before the clock, "
-        "so shorter batches run the extra (masked) recurrent steps; outputs tens and ones logits"
-    ]
-    if path.is_file():
-        return path, notes
-    model = TwoHeads(copy.deepcopy(ctx.model).float().cpu()).eval()
-    batch = Dim("batch", min=1)
-    frames = batch if ctx.steps == 1 else Dim("frames", min=1)  # T = 1: N == B always
-    dims = ({0: frames}, {0: batch})
-    exporter_chatter: list[str] = []  # symbolic-shape FutureWarnings: nothing a user can act on
-    try:
-        with _quiet(exporter_chatter, "torch.onnx.export"), torch.no_grad():
-            torch.onnx.export(
-                model,
-                onnx_example(ctx),
-                str(path),
-                dynamo=True,
-                dynamic_shapes=dims,
-                verbose=False,
-                input_names=list(ONNX_INPUTS),
-                output_names=list(ONNX_OUTPUTS),
+    """The shared export (:func:`jersey_ray.models.export.export_onnx`: N, B and T dynamic,
+    checked against PyTorch before it is written), once per run: both ONNX Runtime variants
+    run the same file."""
+    if ctx.exported is None:
+        size = tuple(ctx.example[0].shape[2:])
+        try:
+            ctx.exported = shared_export(
+                ctx.model, ctx.scratch / "model.onnx", size, steps=ctx.steps
             )
-    except Exception as err:  # exporter errors have no common type
-        raise Unsupported(f"torch.onnx.export failed: {brief_error(err)}") from err
-    return path, notes
+        except ExportError as err:
+            raise Unsupported(str(err)) from err
+    done = ctx.exported
+    notes = [
+        f"exported once ({'; '.join(done.notes)}): packed frames [N,3,H,W] float32 with N "
+        "dynamic, mask [B,T] bool with B and T dynamic, so every batch runs at its own T; "
+        f"outputs tens and ones logits; {done.summary}"
+    ]
+    return done.path, notes
 
 
-def pad_mask(mask: torch.Tensor, steps: int) -> torch.Tensor:
-    """The mask widened to the exported T with False (padding) columns."""
-    if mask.shape[1] > steps:
-        raise ValueError(f"a batch of {mask.shape[1]} steps; the ONNX graph takes {steps}")
-    return torch.nn.functional.pad(mask, (0, steps - mask.shape[1]), value=False)
-
-
-def _ort_cpu_inputs(steps: int) -> Callable[[torch.Tensor, torch.Tensor], tuple]:
-    def prepare(frames: torch.Tensor, mask: torch.Tensor) -> tuple:
-        frames = frames.float().cpu().contiguous().numpy()
-        return ({"frames": frames, "mask": pad_mask(mask, steps).cpu().numpy()},)
-
-    return prepare
+def _ort_cpu_inputs(frames: torch.Tensor, mask: torch.Tensor) -> tuple:
+    return ({"frames": frames.float().cpu().contiguous().numpy(), "mask": mask.cpu().numpy()},)
 
 
 def onnxruntime_cpu(ctx: Context) -> Runner:
@@ -347,7 +297,7 @@ def onnxruntime_cpu(ctx: Context) -> Runner:
     def logits(out: list[np.ndarray]) -> Logits:
         return torch.from_numpy(out[0]).float(), torch.from_numpy(out[1]).float()
 
-    return Runner(call, _ort_cpu_inputs(ctx.steps), logits, PERF_COUNTER, notes)
+    return Runner(call, _ort_cpu_inputs, logits, PERF_COUNTER, notes)
 
 
 def onnxruntime_cuda(ctx: Context) -> Runner:
@@ -372,7 +322,7 @@ def onnxruntime_cuda(ctx: Context) -> Runner:
     )
 
     def prepare(frames: torch.Tensor, mask: torch.Tensor) -> tuple:
-        frames, mask = frames.float().contiguous(), pad_mask(mask, ctx.steps).contiguous()
+        frames, mask = frames.float().contiguous(), mask.contiguous()
         binding = session.io_binding()
         for name, t, kind in (("frames", frames, np.float32), ("mask", mask, np.bool_)):
             binding.bind_input(name, "cuda", index, kind, tuple(t.shape), t.data_ptr())

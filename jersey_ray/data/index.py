@@ -10,6 +10,10 @@ Skip reasons: ``bad_jersey_folder`` (not 1-2 digits), ``excluded_number`` (outsi
 ``extra_anchor`` (a second anchor file in one sequence), ``symlink_loop`` (a folder reached
 through a link that resolves to one of its ancestors, or reached a second time), ``broken_link``,
 ``unreadable_folder``.
+
+Labels are the jersey folder names. With ``allow_unknown`` (prediction on new footage, never
+training) a jersey folder named ``unknown`` holds unlabelled tracks: its sequences carry
+:data:`NO_LABEL` for both digits.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from jersey_ray.metrics import BLANK
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LAYOUT = "ROOT/<jersey>/<track>/<sequence>/*.jpg (jersey folders named by 1-2 digits)"
+UNKNOWN = "unknown"
+"""The jersey folder of unlabelled tracks, when the index allows it."""
+NO_LABEL = -1
+"""``tens`` and ``ones`` of an unlabelled sequence."""
 
 _JERSEY = re.compile(r"[0-9]{1,2}")
 _DIGITS = re.compile(r"([0-9]+)")
@@ -77,6 +85,10 @@ class Sequence:
     ones: int
 
     @property
+    def labelled(self) -> bool:
+        return self.tens != NO_LABEL
+
+    @property
     def n_frames(self) -> int:
         """All indexed frames, the anchor included."""
         return len(self.frames) + (self.anchor is not None)
@@ -99,16 +111,21 @@ class Index:
         return dict(sorted(Counter(s.reason for s in self.skipped).items()))
 
 
-def index_root(root: str | os.PathLike, numbers: Iterable[str] | None = None) -> Index:
+def index_root(
+    root: str | os.PathLike, numbers: Iterable[str] | None = None, *, allow_unknown: bool = False
+) -> Index:
     """Index every valid sequence under ``root``; ``numbers`` keeps only those jersey folders.
 
-    Raises :class:`DataError` when ``root`` is not a folder or no valid sequence remains.
+    ``allow_unknown``: also index the jersey folder ``unknown`` (unlabelled tracks, whatever
+    ``numbers`` says); off, it is a ``bad_jersey_folder`` like any other name. Raises
+    :class:`DataError` when ``root`` is not a folder or no valid sequence remains.
     """
     root = Path(root)
+    layout = f"{LAYOUT}, or {UNKNOWN} for unlabelled tracks" if allow_unknown else LAYOUT
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder; expected the layout {LAYOUT}")
+        raise DataError(f"{root}: not a folder; expected the layout {layout}")
     keep = _check_numbers(numbers)
-    walk = _Walk(root)
+    walk = _Walk(root, allow_unknown)
     for entry in walk.entries(root, ""):
         walk.jersey(entry, keep)
     index = Index(root=root, sequences=walk.sequences, skipped=walk.skipped)
@@ -116,7 +133,7 @@ def index_root(root: str | os.PathLike, numbers: Iterable[str] | None = None) ->
         counts = ", ".join(f"{r} {n}" for r, n in index.skipped_counts().items()) or "nothing"
         restrict = f" among numbers {','.join(sorted(keep))}" if keep is not None else ""
         raise DataError(
-            f"{root}: no valid sequence{restrict} (skipped: {counts}); expected the layout {LAYOUT}"
+            f"{root}: no valid sequence{restrict} (skipped: {counts}); expected the layout {layout}"
         )
     return index
 
@@ -134,7 +151,8 @@ def _check_numbers(numbers: Iterable[str] | None) -> set[str] | None:
 class _Walk:
     """One sorted, depth-limited walk; collects sequences and skips."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, allow_unknown: bool = False) -> None:
+        self.allow_unknown = allow_unknown
         self.sequences: list[Sequence] = []
         self.skipped: list[Skip] = []
         self._visited = {root.resolve()}
@@ -182,7 +200,9 @@ class _Walk:
         entry, rel = item
         if not self.enter(entry, rel, True):
             return
-        if parse_label(entry.name) is None:
+        if self.allow_unknown and entry.name == UNKNOWN:
+            self.children(entry, rel, self.track)
+        elif parse_label(entry.name) is None:
             self.skip(rel, "bad_jersey_folder")
         elif keep is not None and entry.name not in keep:
             self.skip(rel, "excluded_number")
@@ -221,7 +241,7 @@ class _Walk:
         for extra in anchors[1:]:
             self.skip(extra, "extra_anchor")
         jersey, track_name, _ = rel.split("/")
-        tens, ones = parse_label(jersey)
+        tens, ones = parse_label(jersey) or (NO_LABEL, NO_LABEL)  # only `unknown` has none
         self.sequences.append(
             Sequence(
                 jersey=jersey,

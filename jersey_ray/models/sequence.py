@@ -26,7 +26,7 @@ def unpack_features(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     count of the mask gives every slot its source row (the same index trick inductor uses for
     ``masked_scatter``, whose backward would sync on ``masked_select``).
     """
-    source = (mask.reshape(-1).cumsum(0) - 1).clamp(min=0)
+    source = (mask.reshape(-1).long().cumsum(0) - 1).clamp(min=0)  # ONNX has no bool CumSum
     slots = features[source].reshape(mask.shape[0], mask.shape[1], features.shape[-1])
     return torch.where(mask[..., None], slots, 0)
 
