@@ -161,7 +161,7 @@ def test_train_input_matches_the_ops_applied_in_order() -> None:
     u8 = torch.randint(0, 256, (6, 24, 12, 3), dtype=torch.uint8, generator=_gen(8))
     out = A.to_model_input(u8, augment=True, generator=_gen(3))
     gen = _gen(3)
-    p = A.sample_params(6, gen)
+    p = A.sample_params(6, gen, blur_scale=24 / A.REFERENCE_HEIGHT)
     x = u8.permute(0, 3, 1, 2).float() / 255
     x = A.saturation_(A.contrast_(A.brightness_(x, p.brightness), p.contrast), p.saturation)
     x = A.rotate(x, p.angle)
@@ -174,3 +174,45 @@ def test_augment_needs_a_generator_on_the_device() -> None:
     u8 = torch.zeros(2, 8, 4, 3, dtype=torch.uint8)
     with pytest.raises(ValueError, match="Generator"):
         A.to_model_input(u8, augment=True)
+
+
+def test_constants_are_made_once_per_device_and_dtype() -> None:
+    a = A.constant((1.0, 2.0), "cpu")
+    assert A.constant((1.0, 2.0), torch.device("cpu")) is a
+    wide = A.constant((1.0, 2.0), "cpu", torch.float64)
+    assert wide is not a and wide.dtype == torch.float64 and a.dtype == torch.float32
+    assert torch.equal(a, torch.tensor([1.0, 2.0]))
+
+
+def test_batches_build_no_constant_tensors_after_the_first(monkeypatch) -> None:
+    """On CUDA each ``torch.tensor(..., device=cuda)`` is a blocking copy (a host sync per
+    call): after the first batch on a device, a batch must build none, with the same result."""
+    u8 = torch.randint(0, 256, (40, 24, 12, 3), dtype=torch.uint8, generator=_gen(9))
+    first = A.to_model_input(u8, augment=True, generator=_gen(4))  # makes the constants
+    plain = A.to_model_input(u8, augment=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.tensor called while augmenting or normalizing a batch")
+
+    monkeypatch.setattr(torch, "tensor", refuse)
+    again = A.to_model_input(u8, augment=True, generator=_gen(4))
+    assert torch.equal(again, first)
+    assert torch.equal(A.to_model_input(u8, augment=False), plain)
+
+
+def test_blur_radii_scale_with_the_frame_height() -> None:
+    """The reference's radii are pixels of 192-high frames: unchanged there, halved at 96."""
+    full = A.sample_params(400, _gen(5))
+    half = A.sample_params(400, _gen(5), blur_scale=0.5)
+    assert torch.equal(half.blur, full.blur * 0.5) and torch.equal(half.angle, full.angle)
+    assert set(full.blur[full.blur > 0].unique().tolist()) == {1.0, 1.5, 2.0}
+    assert A.blur_half(A.REFERENCE_HEIGHT) == A.blur_half(32) == 6  # 3 sigma of radius 2
+    assert A.blur_half(2 * A.REFERENCE_HEIGHT) == 12
+    tall = torch.zeros(1, 3, 2 * A.REFERENCE_HEIGHT, 8)
+    row = A.REFERENCE_HEIGHT
+    tall[0, :, row] = 1.0  # one bright row: sigma 4 (radius 2 at twice the height) spreads it
+    profile = A.gaussian_blur(tall, torch.tensor([4.0]))[0, 0, :, 4]
+    taps = torch.arange(-12, 13, dtype=torch.float32)
+    expected = torch.exp(-0.5 * (taps / 4) ** 2)
+    expected /= expected.sum()
+    assert torch.allclose(profile[row - 12 : row + 13], expected, atol=1e-6)  # 3 sigma, no cut

@@ -111,6 +111,7 @@ class SynthSummary:
 
 CROPS = ("player", "number")
 ANCHORS = ("random", "clearest")
+QUALITIES = ("broadcast", "clean")
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,14 @@ class Style:
     """``player``: the whole player box; ``number``: the number region of each frame."""
     anchor: str = "random"
     """``random``: the anchor is a frame drawn like any other; ``clearest``: the clearest."""
+    quality: str = "broadcast"
+    """``broadcast``: low-resolution sources, motion blur, codec artefacts, occluding players,
+    players turning away; ``clean``: full resolution, little blur and noise, no occluders,
+    backs to the camera (a data set a model learns in minutes on a CPU: the demo's)."""
 
     def __post_init__(self) -> None:
+        if self.quality not in QUALITIES:
+            raise UserError(f"quality {self.quality!r} is invalid: choose {' or '.join(QUALITIES)}")
         if self.crop not in CROPS:
             raise UserError(f"crop {self.crop!r} is invalid: choose {' or '.join(CROPS)}")
         if self.anchor not in ANCHORS:
@@ -527,12 +534,17 @@ def _sprites(number: str, kit: Kit, sy: float) -> tuple[Image.Image, Image.Image
     return scaled[0], scaled[1], number_h
 
 
-def _main_actor(rng: np.random.Generator, number: str, kit: Kit, n: int, size) -> Actor:
+def _main_actor(
+    rng: np.random.Generator, number: str, kit: Kit, n: int, size, clean: bool = False
+) -> Actor:
     """The tracked player. Boxes run from the head down to between the knees and the feet
-    (trackers often cut the legs), so the torso fills much of the crop."""
+    (trackers often cut the legs), so the torso fills much of the crop. ``clean``: the back
+    stays turned to the camera."""
     h, w = size
     t = np.linspace(0.0, 1.0, n)
     yaw = _yaw_path(rng, t)
+    if clean:
+        yaw = np.clip(yaw, -0.5, 0.5)
     roll = _smooth_path(rng, t, rng.normal(0, 0.07), rng.normal(0, 0.06), 0.03)
     zoom = _smooth_path(rng, t, rng.uniform(0.95, 1.3), rng.normal(0, 0.05), 0.015)
     top = _smooth_path(rng, t, rng.uniform(0.0, 0.05), rng.normal(0, 0.025), 0.006)
@@ -632,9 +644,14 @@ def _source_size(rng: np.random.Generator, size) -> tuple[tuple[int, int], float
     return (max(4, round(h / scale)), max(4, round(w / scale))), scale
 
 
-def _camera(rng: np.random.Generator, n: int, size, margin: tuple[int, int]) -> Camera:
+def _camera(
+    rng: np.random.Generator, n: int, size, margin: tuple[int, int], clean: bool = False
+) -> Camera:
+    """``clean``: full resolution, a fifth of the motion blur, little grain, no codec."""
     t = np.linspace(0.0, 1.0, n)
     (sh, sw), scale = _source_size(rng, size)
+    if clean:
+        (sh, sw), scale = size, 1.0
     pan = np.clip(rng.uniform(-0.6, 0.6, 2) + rng.normal(0, 0.5, 2) * t[:, None], -1, 1)
     pan = np.rint((pan + 1) * np.array(margin)).astype(np.int64)
     bright = _smooth_path(rng, t, rng.uniform(0.72, 1.22), rng.normal(0, 0.12), 0.04)
@@ -651,6 +668,8 @@ def _camera(rng: np.random.Generator, n: int, size, margin: tuple[int, int]) -> 
         blur = blur + peak * np.exp(-(((t - centre) / width) ** 2))
     blur_angle = _smooth_path(rng, t, rng.uniform(0, math.pi), rng.normal(0, 0.3), 0.1)
     noise, jpeg_draw, quality = rng.uniform(1, 7), rng.random(), int(rng.integers(18, 46))
+    if clean:
+        blur, noise, jpeg_draw = blur / 5, min(noise, 2.0), 1.0
     return Camera(
         pan, (sh, sw), scale, bright, grad, field, tint, grain, noise,
         blur * sh / BASE_H, blur_angle, quality if jpeg_draw < 0.3 else 0,
@@ -788,11 +807,12 @@ def _render_scene(job: SeqJob) -> tuple[list[Image.Image], list[float], list]:
     )
     rng = np.random.default_rng([job.seed, 2, job.track, job.seq])
     n = job.n_frames
-    main = _main_actor(rng, job.jersey, kit, n, job.size)
+    clean = job.style.quality == "clean"
+    main = _main_actor(rng, job.jersey, kit, n, job.size, clean)
     behind = _background_players(rng, n, job.size, main)
-    front = _occluders(rng, n, job.size, main)
+    front = [] if clean else _occluders(rng, n, job.size, main)
     margin = (w // 2, h // 4)
-    cam = _camera(rng, n, job.size, margin)
+    cam = _camera(rng, n, job.size, margin, clean)
     background = _background(rng, w + 2 * margin[0], h + 2 * margin[1])
     frames, scores, boxes = [], [], []
     for i in range(n):
@@ -962,12 +982,14 @@ def generate(
     imbalance: float = DEFAULT_IMBALANCE,
     crop: str = Style.crop,
     anchor: str = Style.anchor,
+    quality: str = Style.quality,
 ) -> SynthSummary:
     """Write the synthetic data set to ``out`` (size is (height, width) of the player scene;
-    numbers default to the reference's 10 classes; ``crop`` and ``anchor``: :class:`Style`).
+    numbers default to the reference's 10 classes; ``crop``, ``anchor``, ``quality``:
+    :class:`Style`).
     The same arguments give byte-identical files for any ``workers``. Written to
     ``out.tmp-*`` first, renamed when complete."""
-    style = Style(crop, anchor)
+    style = Style(crop, anchor, quality)
     numbers = check_numbers(numbers)
     workers = os.cpu_count() or 1 if workers is None else workers
     _check_args(numbers, sequences, size, frames, seed, workers, sequences_per_track, imbalance)
@@ -1073,6 +1095,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="which frame is anchor.jpg: random (like any other frame) or clearest (default "
         f"{Style.anchor})",
     )
+    p.add_argument(
+        "--quality",
+        choices=QUALITIES,
+        default=Style.quality,
+        help="broadcast: low resolution, blur, codec, occlusion, turning players; clean: full "
+        f"resolution, backs to the camera, no occluders (default {Style.quality})",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--workers",
@@ -1090,7 +1119,7 @@ def run(args: argparse.Namespace) -> int:
         args.out, sequences=args.sequences, numbers=args.numbers, size=args.size,
         frames=args.frames, seed=args.seed, workers=args.workers, progress=not args.no_progress,
         force=args.force, sequences_per_track=args.sequences_per_track, imbalance=args.imbalance,
-        crop=args.crop, anchor=args.anchor,
+        crop=args.crop, anchor=args.anchor, quality=args.quality,
     )  # fmt: skip
     print(summary.line())
     print(summary.classes_line())
