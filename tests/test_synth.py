@@ -300,3 +300,19 @@ def test_number_crop_data_sets_from_the_command_line(tmp_path):
                  "--frames", "2-3", "--no-progress"]) == 0  # fmt: skip
     sizes = [Image.open(p).size for p in out.rglob("*.jpg")]
     assert sizes and all(w < 48 and h < 48 for w, h in sizes)
+
+
+def test_clean_quality_has_full_resolution_no_codec_and_backs_to_the_camera():
+    size, t = (96, 48), 8
+    for seed in range(20):
+        cam = synth._camera(np.random.default_rng(seed), t, size, (24, 24), clean=True)
+        assert cam.source == size and cam.scale == 1.0 and cam.jpeg == 0 and cam.noise <= 2.0
+        kit = synth.make_kit(np.random.default_rng(seed), np.random.default_rng(seed + 1))
+        actor = synth._main_actor(np.random.default_rng(seed), "48", kit, t, size, clean=True)
+        assert all(abs(p.yaw) <= 0.5 for p in actor.poses)
+    broadcast = [
+        synth._camera(np.random.default_rng(s), t, size, (24, 24)).source for s in range(20)
+    ]
+    assert any(src != size for src in broadcast)  # the default simulates low-resolution sources
+    with pytest.raises(UserError, match="quality 'pristine' is invalid"):
+        synth.Style(quality="pristine")
