@@ -45,4 +45,4 @@ def bar(iterable: Any = None, *, file: IO[str] | None = None, **kwargs: Any) -> 
 def redraws(progress: tqdm) -> bool:
     """Whether ``progress`` redraws in place (a terminal): then a line printed beside it must
     clear the bar first and redraw it after."""
-    return not isinstance(progress.fp, _Lines)
+    return not isinstance(getattr(progress, "fp", None), _Lines)  # disabled bars have no fp

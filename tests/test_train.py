@@ -641,3 +641,30 @@ def test_bench_train_runs_the_trainer_loop_and_the_ceiling(tmp_path, data, monke
     )
     assert "bare step" in capsys.readouterr().out
     assert bench.main([*argv, "--size", "64x32"]) == 2  # the cache fixes the size
+
+
+def test_a_heldout_cache_is_tested_on_its_unseen_numbers_too(tmp_path, data):
+    with_unseen = trial_data(**data.splits, unseen=tiny_split("unseen", 5, 9))
+    test = L.train(config(epochs=1), with_unseen, tmp_path)
+    assert {M.UNSEEN_ACC_NUMBER, M.UNSEEN_ACC_TENS, M.UNSEEN_ACC_ONES} <= set(test)
+    assert set(rows(tmp_path)[-1]) >= {M.UNSEEN_ACC_NUMBER, M.TEST_ACC_NUMBER}
+    lines = (tmp_path / "unseen_predictions.csv").read_text().splitlines()
+    assert len(lines) == 1 + 5 and lines[0].startswith("seq_id,track,jersey")
+    right = sum(int(line.rsplit(",", 1)[1]) for line in lines[1:])
+    assert right / 5 == pytest.approx(test[M.UNSEEN_ACC_NUMBER])
+
+
+def test_resuming_on_another_kind_of_device_reseeds_the_augmentation(caplog):
+    generator = torch.Generator().manual_seed(42 + L.AUG_SEED_OFFSET)
+    cuda_state = {"augment": torch.zeros(16, dtype=torch.uint8), "augment_device": "cuda"}
+    with caplog.at_level("WARNING"):
+        CK._restore_augment(generator, cuda_state, epoch=3)
+    assert "augmentation draws continue from a new seed" in caplog.text
+    again = torch.Generator().manual_seed(42 + L.AUG_SEED_OFFSET)
+    CK._restore_augment(again, cuda_state, epoch=3)
+    assert torch.equal(torch.rand(4, generator=generator), torch.rand(4, generator=again))
+    same = torch.Generator().manual_seed(5)
+    saved = {"augment": same.get_state(), "augment_device": "cpu"}
+    expected = torch.rand(3, generator=same)
+    CK._restore_augment(same, saved, epoch=3)
+    assert torch.equal(torch.rand(3, generator=same), expected)  # same device: where it stopped

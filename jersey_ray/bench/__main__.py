@@ -1,4 +1,4 @@
-"""``python -m jersey_ray.bench {data,train,infer} ...``."""
+"""``python -m jersey_ray.bench {data,train,infer,gpu} ...``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ SUBCOMMANDS = {
     "data": "cache build frames/s and loader throughput against a reference-style DataLoader",
     "train": "a trial's training frames/s against the bare training-step ceiling",
     "infer": "deployment latency and throughput per precision/compiler/runtime (Table 4)",
+    "gpu": "one CUDA GPU: the CUDA tests, train/pack/infer benchmarks, a short sweep (8 min)",
 }
 
 

@@ -8,10 +8,15 @@ and optimizer step (both run :func:`jersey_ray.train.run_epoch`, the trainer's o
 * **ceiling**: the same step on a few random batches already on the device, whose lengths are
   drawn from the train split's lengths; no loader work at all.
 
-Their ratio is the share of the step's speed the input pipeline leaves. Target on an H100 for
+Their ratio is the share of the step's speed the input pipeline leaves. With ``--compile`` both
+run the compiled step, so the ceiling is the bare compiled step. Target on an H100 for
 ``attn_bgru_luong`` and ``basic_r18`` at the report's frame size, batch 64: >= 85%. Without
 ``--cache`` a small synthetic set is generated and cached in a temporary folder first (Ray Data
 is used for that preprocessing only).
+
+``--deterministic/--no-deterministic`` (default: the trial's, deterministic) states what
+reproducibility costs; ``--cuda-graphs`` replays the backbone of full batches as CUDA graphs
+(single-frame models on CUDA; the JSON counts the replays, so a silent fallback shows).
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ from jersey_ray.models import build_model
 from jersey_ray.train.loop import make_generators
 from jersey_ray.train.step import (
     Step,
+    check_cuda_graphs,
     make_step,
     resolve_device,
     resolve_precision,
     run_epoch,
+    set_determinism,
 )
 
 SYNTH_SEQUENCES = 240  # enough for a few distinct batches of 64 at any size
@@ -79,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="alternating trial/ceiling rounds (medians shown)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay the backbone of full batches as CUDA graphs (single-frame models, CUDA)",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        help=f"deterministic kernels (default {TrainConfig().deterministic}, as a trial)",
+    )
     parser.add_argument(
         "--cache",
         type=Path,
@@ -165,9 +182,13 @@ def measure(args: argparse.Namespace, cache: Path) -> dict:
         batch_size=args.batch_size,
         device=args.device,
         compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
         pretrained="none",  # weights do not change the speed
     )
+    if args.deterministic is not None:
+        cfg = replace(cfg, deterministic=args.deterministic)
     device = resolve_device(cfg.device)
+    set_determinism(cfg.deterministic)
     data = load_split(cache, "train", device)
     torch.manual_seed(cfg.seed)
     step = make_step(cfg, build_model(cfg.model, cfg.pretrained), len(data.lengths), device)
@@ -183,6 +204,10 @@ def measure(args: argparse.Namespace, cache: Path) -> dict:
         "device": f"{device.type} ({name}, {torch.get_num_threads()} threads)",
         "precision": resolve_precision(cfg, device),
         "compile": cfg.compile,
+        "cuda_graphs": cfg.cuda_graphs,
+        "graph_replays": step.graphs.replays if step.graphs else 0,
+        "graph_eager_calls": step.graphs.eager_calls if step.graphs else 0,
+        "deterministic": cfg.deterministic,
         "batch_size": cfg.batch_size,
         "size": list(data.size),
         "steps": args.steps,
@@ -204,7 +229,8 @@ def report_lines(result: dict) -> str:
     return (
         f"{result['model']} on {result['device']} ({result['precision']}, batch "
         f"{result['batch_size']}, {result['size'][0]}x{result['size'][1]}, "
-        f"{result['mean_frames_per_sequence']:.1f} frames/sequence, compile {result['compile']})\n"
+        f"{result['mean_frames_per_sequence']:.1f} frames/sequence, compile {result['compile']}, "
+        f"CUDA graphs {result['cuda_graphs']}, deterministic {result['deterministic']})\n"
         f"  trial loop : {result['trial_frames_per_s']:9.1f} frames/s (median of "
         f"{result['rounds']} rounds of {result['steps']} steps)\n"
         f"  bare step  : {result['ceiling_frames_per_s']:9.1f} frames/s\n"
@@ -219,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--warmup must be >= 0, got {args.warmup}")
         if args.cache is not None and args.size is not None:
             raise UserError("--size applies to the synthetic cache; --cache fixes its own size")
+        if args.cuda_graphs:  # before any data is made
+            check_cuda_graphs(resolve_device(args.device), build_model(args.model).input_frames)
         with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
             data = DataConfig() if args.size is None else DataConfig(size=args.size)
             cache = args.cache or synthetic_cache(data, Path(scratch))

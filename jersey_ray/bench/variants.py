@@ -222,9 +222,11 @@ def compiled(mode: str, dtype: torch.dtype | None = None) -> Callable[[Context],
     def build(ctx: Context) -> Runner:
         if dtype is not None:
             _autocast_check(ctx.device, dtype)
-        model = torch.compile(
-            ctx.model, mode=None if mode == "default" else mode, recompile_limit=RECOMPILE_LIMIT
-        )
+        # process-wide (torch.compile takes no recompile_limit before torch 2.14): a benchmark
+        # process compiles only these variants
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, RECOMPILE_LIMIT)
+        model = torch.compile(ctx.model, mode=None if mode == "default" else mode)
         kind = ctx.device.type
         breaks_before, graphs_before = _dynamo_counts()
 
@@ -382,6 +384,20 @@ VARIANTS: tuple[Variant, ...] = (
         trace(torch.float16),
     ),
     Variant("compile", "compiled", "fp32", "torch.compile default", compiled("default")),
+    Variant(
+        "compile-bf16",
+        "compiled",
+        "bf16 (autocast)",
+        "torch.compile default",
+        compiled("default", torch.bfloat16),
+    ),
+    Variant(
+        "compile-reduce-overhead-bf16",
+        "compiled",
+        "bf16 (autocast)",
+        "torch.compile reduce-overhead (CUDA graphs on a GPU)",
+        compiled("reduce-overhead", torch.bfloat16),
+    ),
     Variant(
         "compile-max-autotune",
         "compiled",

@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: imagenet)",
     )
     p.add_argument("--scheduler", choices=("fifo", "asha"), help="default: the sweep's")
+    p.add_argument(
+        "--profile",
+        type=cli.positive_int,
+        metavar="STEPS",
+        help="record STEPS training steps of every trial with torch.profiler (trial/profile/)",
+    )
     p.add_argument("--grace-period", type=cli.positive_int, help="ASHA's first rung in epochs")
     cli.add_data_options(p)
     r = p.add_argument_group("resources and runs")

@@ -133,7 +133,7 @@ def available_sweeps() -> list[str]:
 
 def _cli_layers(args: argparse.Namespace) -> tuple[dict, dict, dict]:
     """(train, data, sweep) overrides the command line gives (only what was given)."""
-    train = {"epochs": args.epochs, "pretrained": args.pretrained}
+    train = {"epochs": args.epochs, "pretrained": args.pretrained, "profile_steps": args.profile}
     sweep = {
         "models": tuple(m for m in args.models.split(",") if m) if args.models else None,
         "seeds": args.seeds,

@@ -32,6 +32,7 @@ FLAG_KEYS = {
     "device": "--device",
     "pretrained": "--pretrained",
     "compile": "--compile",
+    "profile_steps": "--profile",
 }
 """TrainConfig keys with their own flag (``--set`` refuses them)."""
 
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
+        "--profile",
+        type=cli.positive_int,
+        metavar="STEPS",
+        help="record STEPS training steps of the first epoch with torch.profiler (after a short "
+        "warm-up) into OUT/profile/ (TensorBoard's profiler plugin, Perfetto)",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last.pt"
     )
     parser.add_argument(
@@ -109,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "device": args.device,
         "pretrained": args.pretrained,
         "compile": True if args.compile else None,
+        "profile_steps": args.profile,
     }
     flags = {**parse_sets(args.set), **{k: v for k, v in given.items() if v is not None}}
     layers = [("model protocol", protocol(args.model)), ("command line", flags)]

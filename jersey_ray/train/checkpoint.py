@@ -11,6 +11,7 @@ epoch's copy)}. ``last.pt`` is the full state (:func:`full_state`). Every file l
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -26,7 +27,12 @@ from jersey_ray.errors import UserError
 from jersey_ray.models import build_model
 from jersey_ray.train.step import Step
 
-RESUME_FREE = ("device", "gpu_fraction", "precision", "compile", "channels_last", "eval_batch_size")
+log = logging.getLogger(__name__)
+
+RESUME_FREE = (
+    "device", "gpu_fraction", "precision", "compile", "cuda_graphs", "channels_last",
+    "eval_batch_size", "profile_steps",
+)  # fmt: skip
 """TrainConfig keys that may differ between a checkpoint and its resume (where and how fast it
 runs, not what it computes)."""
 LEGACY_DATA_KEYS = {"data_root": "root", "size": "size", "max_frames": "max_frames",
@@ -102,6 +108,7 @@ def full_state(cfg: TrainConfig, data: DataConfig, step: Step, state: RunState) 
             "cuda": cuda,
             "shuffle": state.shuffle.get_state(),
             "augment": state.augment.get_state(),
+            "augment_device": state.augment.device.type,
         },
         "epoch": state.epoch,
         "best": {"epoch": state.best_epoch, "metrics": dict(state.best_metrics)},
@@ -200,6 +207,23 @@ def read_resume(
     return last, best
 
 
+def _restore_augment(generator: torch.Generator, rng: dict[str, Any], epoch: int) -> None:
+    """The augmentation stream where it stopped; resumed on another kind of device (its state
+    does not fit: a CUDA generator's is not a CPU one's), a new stream seeded from the run's
+    own seed and the epoch, so the run stays deterministic but not bit-identical to one that
+    never moved."""
+    saved = rng.get("augment_device", generator.device.type)
+    if saved == generator.device.type:
+        generator.set_state(rng["augment"])
+        return
+    log.warning(
+        "resumed on %s from a %s checkpoint: augmentation draws continue from a new seed",
+        generator.device.type,
+        saved,
+    )
+    generator.manual_seed(generator.initial_seed() + 7919 * epoch)
+
+
 def restore(step: Step, state: RunState, last: dict[str, Any], best: dict[str, Any]) -> None:
     step.module.load_state_dict(last["model"])
     step.optimizer.load_state_dict(last["optimizer"])
@@ -211,7 +235,7 @@ def restore(step: Step, state: RunState, last: dict[str, Any], best: dict[str, A
     if step.device.type == "cuda" and rng["cuda"] is not None:
         torch.cuda.set_rng_state_all(rng["cuda"])
     state.shuffle.set_state(rng["shuffle"])
-    state.augment.set_state(rng["augment"])
+    _restore_augment(state.augment, rng, last["epoch"])
     state.epoch = last["epoch"]
     state.best_epoch = last["best"]["epoch"]
     state.best_metrics = dict(last["best"]["metrics"])

@@ -19,7 +19,9 @@ what it wants out of ``checkpoint_dir`` before returning; the directory is delet
 ``train`` itself writes into ``out_dir``: ``config.json`` ({"train", "data", "cache"}),
 ``metrics.jsonl`` (one row per epoch), ``test.json``, ``test_predictions.csv`` (one row per test
 sequence; ``unseen_predictions.csv`` too for a held-out cache) and TensorBoard events. With
-``report=None`` a LocalReporter moves the checkpoint files into ``out_dir`` too.
+``report=None`` a LocalReporter moves the checkpoint files into ``out_dir`` too. With
+``profile_steps`` the first epoch this process trains is profiled into ``out_dir/profile/``
+(that epoch's frames/s include the profiler's overhead).
 
 Fault injection (for the sweep's retry tests): with ``JERSEY_RAY_FAIL_AT_EPOCH=N`` in the
 environment, the trial raises RuntimeError once when epoch N starts, after creating
@@ -60,6 +62,7 @@ from jersey_ray.train.evaluate import evaluate, write_predictions
 from jersey_ray.train.step import (
     Step,
     make_step,
+    profiling,
     resolve_device,
     run_epoch,
     set_determinism,
@@ -71,6 +74,7 @@ Reporter = Callable[[dict[str, float], Path | None], None]
 
 FAIL_ENV = "JERSEY_RAY_FAIL_AT_EPOCH"
 FAULT_MARKER = ".fault_injected"
+PROFILE_DIR = "profile"
 AUG_SEED_OFFSET = 1_000_003  # the augmentation stream must not replay the shuffle stream
 
 
@@ -110,6 +114,7 @@ class Trial:
     state: RunState
     out_dir: Path
     writer: Any  # a SummaryWriter; tensorboard is imported only once a trial starts
+    first_epoch: int = 1  # the first epoch this process trains: the one cfg.profile_steps records
 
 
 def train(
@@ -150,7 +155,7 @@ def train(
 
     # purge_step drops events a crashed attempt logged after its last checkpoint
     writer = SummaryWriter(str(out_dir), purge_step=state.epoch + 1 if saved else None)
-    trial = Trial(cfg, data, step, state, out_dir, writer)
+    trial = Trial(cfg, data, step, state, out_dir, writer, first_epoch=state.epoch + 1)
     try:
         test: dict[str, float] = {}
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
@@ -211,7 +216,11 @@ def train_and_validate(trial: Trial, n_params: int, progress: bool) -> dict[str,
     total = steps_per_epoch(len(data["train"]), cfg.batch_size)
     start = time.perf_counter()
     desc = f"epoch {epoch}/{cfg.epochs}"
-    n_frames = run_epoch(step, batches, counter, total=total, desc=desc, progress=progress)
+    profile = cfg.profile_steps if epoch == trial.first_epoch else 0
+    with profiling(profile, trial.out_dir / PROFILE_DIR, step.device, total) as after_step:
+        n_frames = run_epoch(
+            step, batches, counter, total=total, desc=desc, progress=progress, after_step=after_step
+        )
     train_metrics = counter.compute("train")  # the epoch's one host sync
     if cuda:
         torch.cuda.synchronize(step.device)
@@ -277,12 +286,16 @@ def final_test(trial: Trial, row: dict[str, float]) -> dict[str, float]:
     trial.step.module.load_state_dict(state.best_model)
     result = _evaluate(trial, "test", keep=True)
     test = dict(result.metrics)
-    if M.UNSEEN in trial.data.splits:
-        test.update(_evaluate(trial, M.UNSEEN))
-    row.update(test)
     write_predictions(
         trial.out_dir / "test_predictions.csv", trial.data["test"], result.predictions
     )
+    if M.UNSEEN in trial.data.splits:  # the held-out numbers: two-digit generalization
+        unseen = _evaluate(trial, M.UNSEEN, keep=True)
+        test.update(unseen.metrics)
+        write_predictions(
+            trial.out_dir / "unseen_predictions.csv", trial.data[M.UNSEEN], unseen.predictions
+        )
+    row.update(test)
     write_json(
         trial.out_dir / "test.json",
         {**test, M.BEST_EPOCH: state.best_epoch, **state.best_metrics, "model": cfg.model,
