@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m jersey_ray.sweep phaseB --quick
+	$(BIN)/python -m jersey_ray.sweep phaseB --demo
 
 # Tests run in a random order (pytest-randomly, which also reseeds random and numpy before each
 # test), so a test that depends on another's leftovers fails here, not in someone's fresh clone.

@@ -17,7 +17,15 @@ from jersey_ray.config import replace
 from jersey_ray.errors import UserError, run_cli
 from jersey_ray.sweep import preflight, trackers, tuner
 from jersey_ray.sweep.run import RUNS_DIR, finish, run_sweep
-from jersey_ray.sweep.settings import FULL, QUICK, Settings, load_sweep, resolve, synthetic_root
+from jersey_ray.sweep.settings import (
+    FULL,
+    QUICK,
+    Settings,
+    demo_preset,
+    load_sweep,
+    resolve,
+    synthetic_root,
+)
 
 PHASES = ("phase0", "phaseA", "phaseB")
 
@@ -31,7 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sweep", help="phase0, phaseA, phaseB, all, any sweep in sweeps/, or a .py file")
     p.add_argument("--data", type=Path, help="data root (default: built-in synthetic data)")
-    p.add_argument("--quick", action="store_true", help="the CPU demo preset: small data, 2 seeds")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--quick", action="store_true", help="the CPU demo preset: a few minutes on 2 cores"
+    )
+    which.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo: --quick on a CPU, full-size synthetic data where a CUDA GPU is visible",
+    )
     p.add_argument("--models", help="comma-separated model ids (default: the sweep's)")
     p.add_argument("--seeds", type=cli.ints, help="comma-separated seeds (default: the sweep's)")
     p.add_argument("--epochs", type=cli.positive_int, help="epochs per trial (default: 30)")
@@ -77,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         names = list(PHASES) if args.sweep == "all" else [args.sweep]
-        preset = QUICK if args.quick else FULL
+        preset = QUICK if args.quick else demo_preset(_gpus_here()) if args.demo else FULL
+        print(f"preset {preset.name}: {preset.description}")
         all_settings = [resolve(load_sweep(n), preset, args) for n in names]
         if args.data is not None and not args.data.is_dir():
             raise UserError(

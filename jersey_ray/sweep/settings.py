@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from jersey_ray import cli
-from jersey_ray.config import DataConfig, Layer, SweepSpec, TrainConfig, layered, to_dict
+from jersey_ray.config import (
+    DEFAULT_SIZE,
+    DataConfig,
+    Layer,
+    SweepSpec,
+    TrainConfig,
+    layered,
+    to_dict,
+)
 from jersey_ray.errors import UserError
 from jersey_ray.models import get_spec, protocol
 
@@ -37,6 +45,8 @@ class Preset:
 
     name: str
     """Shown when the sweep starts and recorded in ``sweep.json``."""
+    description: str
+    """One line: what the preset is for (printed when the sweep starts)."""
     synth: dict[str, Any]
     """Generator arguments of the built-in synthetic data (used when no ``--data`` is given)."""
     data: dict[str, Any] = field(default_factory=dict)
@@ -49,26 +59,62 @@ class Preset:
 
 FULL = Preset(
     "full",
+    description="the study's protocol on the built-in synthetic player crops",
     synth={"sequences": 1500, "frames": (4, 24), "sequences_per_track": 5.0},
 )
-# The demo trains from scratch on the CPU: many short tracks (players) at 64x32, the protocol's
-# learning rates raised for a backbone that has no ImageNet start here.
+# The CPU demo: a shape a from-scratch ResNet-18 learns in minutes on 2 cores (measured on 2
+# idle cores: the six Phase B models at 0.48-0.73 test acc_number in 7.5 minutes, where 300
+# whole-player sequences at 64x32 had stayed at the majority class): tight, clean number crops
+# at 32x32 (digits legible, a cheap frame), many distinct players (one sequence each), balanced
+# numbers, 3 frames, batch 64 (two 1-CPU trials share the cores best at this batch), one
+# uniform learning rate raised for a backbone without an ImageNet start, 3 epochs (a curve), one
+# seed.
 QUICK = Preset(
     "quick",
-    synth={"sequences": 300, "frames": (3, 6), "sequences_per_track": 1.5},
-    data={"size": (64, 32), "max_frames": 6},
+    description="CPU demo: clean synthetic number crops at 32x32, 3 epochs, 1 seed",
+    synth={
+        "sequences": 1600,
+        "frames": (2, 4),
+        "sequences_per_track": 1.0,
+        "imbalance": 0.0,
+        "crop": "number",
+        "quality": "clean",
+        "size": DEFAULT_SIZE,  # the player scene the number crops are cut from
+    },
+    data={"size": (32, 32), "max_frames": 3},
     train={
-        "epochs": 4,
+        "epochs": 3,
         "pretrained": "none",
-        "batch_size": 32,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "lr_backbone": 3e-3,
+        "lr_temporal": 3e-3,
+        "lr_heads": 3e-3,
+    },
+    sweep={"seeds": (42,)},
+)
+# What `make demo` runs where a CUDA GPU is visible: the study's full-size player crops
+# (192x96, 16 frames), from scratch (no download needed), enough epochs to learn them.
+GPU_DEMO = Preset(
+    "gpu-demo",
+    description="GPU demo: full-size synthetic player crops, 12 epochs from scratch, 1 seed",
+    synth=FULL.synth,
+    train={
+        "epochs": 12,
+        "pretrained": "none",
         "lr": 3e-3,
         "lr_backbone": 1e-3,
         "lr_temporal": 3e-3,
         "lr_heads": 3e-3,
     },
-    sweep={"seeds": (42, 123)},
+    sweep={"seeds": (42,)},
 )
-PRESETS = {p.name: p for p in (FULL, QUICK)}
+PRESETS = {p.name: p for p in (FULL, QUICK, GPU_DEMO)}
+
+
+def demo_preset(gpu: bool) -> Preset:
+    """``--demo``: the GPU demo where a CUDA GPU is visible, else the CPU one."""
+    return GPU_DEMO if gpu else QUICK
 
 
 @dataclass(frozen=True)
