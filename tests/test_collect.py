@@ -475,7 +475,7 @@ def test_comparison_with_the_reference(collected: tuple[Path, Path, dict]) -> No
     ]
     assert rows[0][header.index("Verdict")] == "lower (significant)"
     assert "Welch's t interval" in text
-    assert "Not compared (n < 2): `seq_brnn_mp`." in text
+    assert "Not compared (no predictions and n < 2): `seq_brnn_mp`." in text
 
 
 def test_reference_absent_from_run_says_so(tmp_path: Path) -> None:

@@ -336,3 +336,21 @@ def test_the_table_names_the_seeds_a_row_lacks(tmp_path: Path) -> None:
     assert "Rows with fewer than the 4 declared seeds (42, 123, 456, 789):" in text
     assert "- `seq_ugru_fs`: seed 456 failed, seed 789 no trial folder." in text
     assert "- `seq_bgru_mp`: seed" not in text
+
+
+def test_one_seed_a_side_is_compared_over_the_tracks_and_says_so(tmp_path: Path) -> None:
+    """A --quick run (one seed): the bootstrap still draws the test tracks (the test set's own
+    noise), seed-only Welch has nothing to say, and the note says what the interval holds."""
+    run = tmp_path / "runs" / "phaseA"
+    write_sweep(run, models=["seq_bgru_mp", "seq_brnn_mp"], seeds=[42],
+                data={"root": "d", "cache": "nowhere", "size": [64, 32]})  # fmt: skip
+    for model in ("seq_bgru_mp", "seq_brnn_mp"):
+        write_trial(run, trial(model, 42))
+    summary = collect.collect(run, tmp_path / "results" / "phaseA")
+    [c] = summary["comparisons"]
+    assert (c["model"], c["method"], c["n_seeds"], c["n_tracks"]) == (
+        "seq_brnn_mp", "paired_bootstrap", 1, 10,
+    )  # fmt: skip
+    assert c["delta"] == pytest.approx(-0.6) and c["p"] < 0.002 and c["significant"]
+    assert "test set's noise (tracks) only" in c["note"]
+    assert c["welch_seeds"]["p"] is None

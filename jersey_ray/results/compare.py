@@ -139,6 +139,20 @@ def _stats_of(record: dict[str, Any]) -> tuple[float, float, int] | None:
     return (s["mean"], s["std"], s["n"]) if s["n"] >= 2 else None
 
 
+ONE_SEED = (
+    "one seed on a side: the interval holds the test set's noise (tracks) only, not the seeds'"
+)
+
+
+def _welch_seeds(rec: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """Welch over seeds where both sides have n >= 2, else its fields empty (n/a)."""
+    a, b = _stats_of(rec), _stats_of(ref)
+    if a is None or b is None:
+        return dict.fromkeys(("diff", "ci_low", "ci_high", "df", "p"))
+    w = welch(a, b)
+    return {k: w[k] for k in ("diff", "ci_low", "ci_high", "df", "p")}
+
+
 def reference_predictions(
     preds: RunPredictions, ref: dict[str, Any]
 ) -> tuple[ConfigPredictions | None, str]:
@@ -163,8 +177,8 @@ def _why_unpaired(mine: ConfigPredictions, ref: ConfigPredictions | None, ref_wh
         return "no usable test_predictions.csv (a run made before trials wrote it?)"
     if ref is None or ref.arm is None:
         return ref_why or "the reference has no usable test_predictions.csv"
-    if min(len(mine.seeds), len(ref.seeds)) < 2:
-        return "usable predictions for fewer than 2 seeds on a side"
+    if not mine.seeds or not ref.seeds:
+        return "no seed with usable predictions on a side"
     if not same_tracks(mine, ref):
         return "the two were tested on different tracks (another cache?)"
     return ""
@@ -186,8 +200,9 @@ def compare_one(
     ref_pred: tuple[ConfigPredictions | None, str],
 ) -> dict[str, Any]:
     """One row of the comparison (before Holm): the bootstrap where both sides have paired
-    predictions, Welch over seeds otherwise; Welch over seeds beside it either way."""
-    w = welch(_stats_of(rec), _stats_of(ref))
+    predictions (with one seed a side, over tracks alone: noted), Welch over seeds otherwise;
+    Welch over seeds beside it either way (n/a below 2 seeds a side)."""
+    w = _welch_seeds(rec, ref)
     entry: dict[str, Any] = {
         "model": rec["config"],
         "id": rec["id"],
@@ -195,9 +210,11 @@ def compare_one(
         "reference": ref["config"],
         "source": ref["source"],
         "metric": M.TEST_ACC_NUMBER,
-        "welch_seeds": {k: w[k] for k in ("diff", "ci_low", "ci_high", "df", "p")},
+        "welch_seeds": w,
     }
     why = _why_unpaired(mine, *ref_pred)
+    if why and w["p"] is None:
+        return {}  # neither a bootstrap nor Welch: no comparison
     if why:
         ci = None if w["ci_low"] is None else [w["ci_low"], w["ci_high"]]
         return {
@@ -225,8 +242,15 @@ def compare_one(
         "n_tracks": len(mine.tracks),
         "replicates": b["replicates"],
         "bootstrap_seed": b["seed"],
-        "note": _lacking_note(mine, other),
+        "note": _notes(
+            _lacking_note(mine, other),
+            ONE_SEED if min(len(mine.seeds), len(other.seeds)) < 2 else None,
+        ),
     }
+
+
+def _notes(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 def adjust(entries: list[dict[str, Any]]) -> None:
@@ -239,20 +263,22 @@ def adjust(entries: list[dict[str, Any]]) -> None:
 def compare_to_reference(
     preds: RunPredictions, records: list[dict[str, Any]], ref: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
-    """The comparison of every configuration with n >= 2 (not the reference itself) against
-    a reference with n >= 2, Holm-adjusted together."""
-    if ref is None or _stats_of(ref) is None:
+    """The comparison of every finished configuration (not the reference itself) against the
+    reference, Holm-adjusted together: the bootstrap where both have predictions (one seed a
+    side is enough for its track level), else Welch over seeds where both have n >= 2."""
+    if ref is None or not ref[M.TEST_ACC_NUMBER]["n"]:
         return []
     todo = [
         r
         for r in records
-        if _stats_of(r) is not None
+        if r[M.TEST_ACC_NUMBER]["n"]
         and not (ref["source"] == "this run" and r["config"] == ref["config"])
     ]
     if not todo:
         return []
     ref_pred = reference_predictions(preds, ref)
     entries = [compare_one(r, preds.get(r["config"]), ref, ref_pred) for r in todo]
+    entries = [e for e in entries if e]
     adjust(entries)
     return entries
 

@@ -107,7 +107,11 @@ def comparison_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> l
         return lines
     entries = summary["comparisons"]
     if not entries:
-        return [*lines, "No comparison possible: it needs n ≥ 2 on both sides.", ""]
+        return [
+            *lines,
+            "No comparison possible: it needs test predictions on both sides, or n ≥ 2 seeds.",
+            "",
+        ]
     lines += [COMPARISON_HEADER.format(level=level()), "|" + "---|" * 13]
     for e in entries:
         w = e["welch_seeds"]
@@ -126,7 +130,9 @@ def comparison_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> l
         if r["config"] not in compared and r["config"] != summary["reference"]["id"]
     ]
     if missing:
-        notes.append(f"- Not compared (n < 2): {', '.join(f'`{m}`' for m in missing)}.")
+        notes.append(
+            f"- Not compared (no predictions and n < 2): {', '.join(f'`{m}`' for m in missing)}."
+        )
     return [*lines, *(["", *notes] if notes else []), ""]
 
 
