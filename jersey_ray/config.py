@@ -262,7 +262,7 @@ class SweepSpec:
     """DataConfig overrides (the sweep's one cache), e.g. ``{"split": "heldout"}``."""
     synth: dict[str, Any] = field(default_factory=dict)
     """Generator arguments of the built-in synthetic data this sweep needs when no ``--data``
-    is given (e.g. the numbers it must cover), under the preset's."""
+    is given (e.g. the numbers it must cover), over the preset's (its style and size)."""
     axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Extra grid axes over TrainConfig keys, e.g. ``{"lr": (1e-3, 3e-4)}``."""
     scheduler: str = "fifo"

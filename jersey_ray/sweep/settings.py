@@ -9,6 +9,10 @@ Order (later wins), for each of the three configs:
 - :class:`~jersey_ray.config.SweepSpec` (models, seeds, scheduler): the sweep file < preset <
   command line.
 
+The built-in synthetic data (only without ``--data``) is what the data itself must be, not a
+setting: the preset gives its style and size, the sweep file what it must cover (its numbers,
+enough tracks of each), so there the sweep file's ``synth`` comes after the preset's.
+
 :class:`Settings` holds the result and where every value came from; ``sweep.json`` records it
 and every trial's ``config.json`` holds the trial's resolved configs.
 """
@@ -240,8 +244,9 @@ def trial_config(params: dict[str, Any]) -> TrainConfig:
 
 
 def synthetic_root(settings: Settings) -> Path:
-    """Generate the built-in synthetic data set the sweep and its preset describe once (the
-    sweep file's generator arguments under the preset's); later runs reuse it.
+    """Generate the built-in synthetic data set the preset and the sweep describe once (the
+    preset's generator arguments, then the sweep file's: a sweep knows what data it needs, e.g.
+    every number 0-99 and enough tracks of each); later runs reuse it.
 
     The generator writes to a temporary folder and renames it when complete, so an existing
     folder is a whole data set.
@@ -250,7 +255,7 @@ def synthetic_root(settings: Settings) -> Path:
 
     from jersey_ray.data import synth
 
-    params = {**settings.spec.synth, **settings.preset.synth}
+    params = {**settings.preset.synth, **settings.spec.synth}
     params.setdefault("size", settings.data.size)  # player crops: rendered at the frame size
     tag = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:6]
     root = SYNTH_DIR / f"synthetic-{params.get('sequences', 'default')}-{tag}"
