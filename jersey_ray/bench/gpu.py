@@ -5,7 +5,7 @@ Each part runs in its own process under its own time limit, and ``gpu-check.json
 ``gpu-check.md`` are rewritten in ``--out`` after every part, so a part that fails or runs out
 of time leaves every other part's result (``gpu_report`` judges the targets):
 
-0. data: the full preset's synthetic data (1500 sequences, 192x96, up to 16 frames) and its
+0. data: the full preset's synthetic data (1500 sequences at the report's size, 16 frames) and its
    cache, made as the sweep makes them; runs beside part 1 (CPU work beside GPU tests);
 1. tests: ``pytest -m cuda`` (``tests/test_cuda.py``);
 2. train: ``bench train`` for ``basic_r18`` and ``attn_bgru_luong`` compiled (a trial against
@@ -128,7 +128,7 @@ def build_parser() -> cli.OneLineParser:
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}"
     )
-    parser.add_argument("--cache", help="reuse this 192x96 cache instead of the data part")
+    parser.add_argument("--cache", help="reuse this full-size cache instead of the data part's")
     return parser
 
 

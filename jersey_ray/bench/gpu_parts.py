@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jersey_ray.bench.gpu_run import Check, Running, python_cmd, read_json, skipped, status_of
+from jersey_ray.config import DataConfig
 
 DATA_LIMIT = (0.25, 150.0)  # share of the budget and seconds, whichever is less
 TRAIN_ARGS = shlex.split("--device cuda --batch-size 64 --steps 30 --warmup 8 --rounds 3")
@@ -39,8 +40,8 @@ TRAIN_FIELDS = (
     "device",
 )
 INFER_ARGS = shlex.split(
-    "--model attn_bgru_luong --device cuda --batch-sizes 1,256 --frames 16 --size 192x96 "
-    "--iters 30 --warmup 5"
+    f"--model attn_bgru_luong --device cuda --batch-sizes 1,256 --frames 16 "
+    f"--size {DataConfig().size_text} --iters 30 --warmup 5"
 )
 INFER_EAGER = "bf16-autocast,fp16-autocast,torchscript-trace-fp16"
 INFER_COMPILED = ("compile-bf16", "compile-reduce-overhead-bf16")

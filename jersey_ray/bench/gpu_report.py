@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from jersey_ray.config import DataConfig
+
+FULL_SIZE = DataConfig().size_text
+"""The report's frame size, at which the GPU check trains and times."""
 TRIAL_RATIO = 0.85
 """A trial's training frames/s over the bare compiled step of the same model."""
 PACK_RATIO = 1.3
@@ -195,7 +199,7 @@ def _train_md(result: dict) -> list[str]:
     if not runs:
         return []
     lines = [
-        "## 2. Training throughput (192x96, batch 64; frames/s, median of rounds)",
+        f"## 2. Training throughput ({FULL_SIZE}, batch 64; frames/s, median of rounds)",
         "",
         "| Run | Status | Trial | Bare step | Ratio | Graph replays |",
         "|---|---|---|---|---|---|",
@@ -249,7 +253,7 @@ def _infer_md(part: dict) -> list[str]:
     if not rows:
         return []
     lines = [
-        "## 4. Inference (attn_bgru_luong, 16 frames at 192x96, random weights, fixed input)",
+        f"## 4. Inference (attn_bgru_luong, 16 frames at {FULL_SIZE}, random weights, fixed input)",
         "",
         "| Variant | Batch | Latency mean ms | p95 ms | Sequences/s |",
         "|---|---|---|---|---|",

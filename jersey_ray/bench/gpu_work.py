@@ -1,7 +1,7 @@
 """The parts of ``bench gpu`` that have no command of their own, each run in its own process.
 
 ``python -m jersey_ray.bench.gpu_work data --json OUT``: a synthetic data set with the full
-preset's generator arguments (1500 sequences at 192x96) in ``results/data/`` of the working
+preset's generator arguments (1500 sequences at the report's size) in ``results/data/`` of the
 folder, and its cache where a sweep run there with ``--data`` on it looks for it
 (``results/cache/``), so the sweep part reuses both.
 

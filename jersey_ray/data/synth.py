@@ -7,7 +7,7 @@ is a :class:`Style` option: by default a frame drawn at random like any other (`
 single-frame model is not flattered; ``clearest`` picks the least blurred, occluded, turned one.
 
 Two crop styles (:class:`Style`): ``player`` writes the whole player box, as a tracker would
-(the study's 192x96 crops); ``number`` writes the number region of each frame of that same scene,
+(the study's crops); ``number`` writes the number region of each frame of that same scene,
 cut as a text detector would (a loose box around the printed digits, with jitter), like the
 real SoccerNet number crops (tight, small, low resolution).
 

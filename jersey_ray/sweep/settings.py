@@ -98,7 +98,8 @@ QUICK = Preset(
     sweep={"seeds": (42,)},
 )
 # What `make demo` runs where a CUDA GPU is visible: the study's full-size player crops
-# (192x96, 16 frames), from scratch (no download needed), enough epochs to learn them.
+# (the report's frame size, 16 frames), from scratch (no download needed), enough epochs to learn
+# them.
 GPU_DEMO = Preset(
     "gpu-demo",
     description="GPU demo: full-size synthetic player crops, 12 epochs from scratch, 1 seed",
