@@ -15,7 +15,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -191,16 +191,21 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build ``cls`` from a dict; unknown keys and wrongly typed values are errors."""
-    hints = typing.get_type_hints(cls)
+def check_keys(cls: type, keys: Iterable[str], where: str = "") -> None:
+    """Unknown keys of dataclass ``cls`` are a ConfigError listing the valid ones."""
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(keys) - known)
     if unknown:
         raise ConfigError(
-            f"unknown {cls.__name__} key(s) {', '.join(unknown)}; "
+            f"{where}unknown {cls.__name__} key(s) {', '.join(unknown)}; "
             f"valid keys: {', '.join(sorted(known))}"
         )
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build ``cls`` from a dict; unknown keys and wrongly typed values are errors."""
+    check_keys(cls, data)
+    hints = typing.get_type_hints(cls)
     return cls(**{k: _coerce(hints[k], v, k) for k, v in data.items()})
 
 
@@ -282,14 +287,8 @@ class SweepSpec:
             raise ConfigError(f"sweep {self.name!r} declares no models")
         if not self.seeds:
             raise ConfigError(f"sweep {self.name!r} declares no seeds")
-        for cls, keys in ((TrainConfig, set(self.train) | set(self.axes)), (DataConfig, self.data)):
-            known = {f.name for f in dataclasses.fields(cls)}
-            bad = sorted(set(keys) - known)
-            if bad:
-                raise ConfigError(
-                    f"sweep {self.name!r}: unknown {cls.__name__} key(s) {', '.join(bad)}; "
-                    f"valid keys: {', '.join(sorted(known))}"
-                )
+        check_keys(TrainConfig, [*self.train, *self.axes], f"sweep {self.name!r}: ")
+        check_keys(DataConfig, self.data, f"sweep {self.name!r}: ")
         if "root" in self.data:
             raise ConfigError(f"sweep {self.name!r}: the data root comes from --data, not the file")
         clash = sorted(set(self.axes) & {"model", "seed"})

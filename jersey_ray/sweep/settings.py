@@ -63,7 +63,7 @@ class Preset:
 
 FULL = Preset(
     "full",
-    description="the study's protocol on the built-in synthetic player crops",
+    description="the study's protocol (without --data: synthetic player crops)",
     synth={"sequences": 1500, "frames": (4, 24), "sequences_per_track": 5.0},
 )
 # The CPU demo: a shape a from-scratch ResNet-18 learns in minutes on 2 cores (measured on 2
