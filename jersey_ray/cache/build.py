@@ -27,7 +27,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -56,6 +55,8 @@ from jersey_ray.cache.store import (
 from jersey_ray.config import DataConfig, to_dict
 from jersey_ray.progress import bar as progress_bar
 from jersey_ray.storage import is_uri, write_json
+
+log = logging.getLogger(__name__)
 
 SHARD_BYTES = 128 * 2**20  # raw frame bytes per shard: inside the 100-200 MB band
 DECODE_BATCH = 32  # sequences per map_batches call (about 20 MB of frames at the report's size)
@@ -313,13 +314,15 @@ def build_cache(
         manifest = reusable(out, plan.fingerprint)
         if manifest is not None:
             if progress:
-                print(f"reusing cache {out} (fingerprint {plan.fingerprint[:12]}...)", flush=True)
+                log.info("reusing cache %s (fingerprint %s...)", out, plan.fingerprint[:12])
             return CacheResult(out, manifest, True, 0.0, time.perf_counter() - start)
     check_out(out)
     if progress and not is_uri(out):
         for leftover in leftovers(out):
-            print(f"note: {leftover} is left from an interrupted build; delete it when no "
-                  "build is running", file=sys.stderr)  # fmt: skip
+            log.warning(
+                "note: %s is left from an interrupted build; delete it when no build is running",
+                leftover,
+            )
     ray_start = time.perf_counter()
     started = _start_ray(address)
     ray_s = time.perf_counter() - ray_start
@@ -329,7 +332,7 @@ def build_cache(
         _stop_ray(started)
     total = time.perf_counter() - start
     if progress:
-        print(summary_line(out, manifest, reused), flush=True)
+        log.info(summary_line(out, manifest, reused))
     return CacheResult(out, manifest, reused, ray_s, total)
 
 

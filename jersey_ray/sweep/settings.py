@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import importlib
 import importlib.util
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from jersey_ray.errors import UserError
 from jersey_ray.models import get_spec, protocol
 
 SYNTH_DIR = Path("results/data")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -261,8 +263,8 @@ def synthetic_root(settings: Settings) -> Path:
     tag = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:6]
     root = SYNTH_DIR / f"synthetic-{params.get('sequences', 'default')}-{tag}"
     if root.is_dir():
-        print(f"data: reusing the built-in synthetic data set in {root}")
+        log.info("data: reusing the built-in synthetic data set in %s", root)
         return root
-    print(f"data: no --data given, generating the built-in synthetic data set in {root}")
+    log.info("data: no --data given, generating the built-in synthetic data set in %s", root)
     synth.generate(root, seed=0, **params)
     return root
