@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         names = list(PHASES) if args.sweep == "all" else [args.sweep]
         preset = QUICK if args.quick else demo_preset(_gpus_here()) if args.demo else FULL
         print(f"preset {preset.name}: {preset.description}")
+        if args.data is not None:
+            print(f"data: {args.data}")
         all_settings = [resolve(load_sweep(n), preset, args) for n in names]
         if args.data is not None and not args.data.is_dir():
             raise UserError(

@@ -111,7 +111,7 @@ def run_sweep(
     space = tuner.param_space(spec, fixed)
     planned = n_trials // len(spec.models) * sum(cfg.epochs for cfg in settings.train.values())
     tune_run = tuner.make_tuner(spec, space, plan, scheduler, exp_path, cache.path, planned, opts)
-    with tuner.without_tune_tensorboard():
+    with tuner.tune_environment(opts.verbose):
         tune_run.fit()
     record = read_json(f"{exp_path}/sweep.json")
     record["finished"] = now()

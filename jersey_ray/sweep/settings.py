@@ -65,7 +65,7 @@ class Preset:
 
 FULL = Preset(
     "full",
-    description="the study's protocol (without --data: synthetic player crops)",
+    description="the study's protocol",
     synth={"sequences": 1500, "frames": (4, 24), "sequences_per_track": 5.0},
 )
 # The CPU demo: a shape a from-scratch ResNet-18 learns in minutes on 2 cores (measured on 2
@@ -77,7 +77,7 @@ FULL = Preset(
 # seed.
 QUICK = Preset(
     "quick",
-    description="CPU demo: clean synthetic number crops at 32x32, 3 epochs, 1 seed",
+    description="CPU demo: 32x32 frames, 3 per sequence, 3 epochs from scratch, 1 seed",
     synth={
         "sequences": 1600,
         "frames": (2, 4),
@@ -104,7 +104,7 @@ QUICK = Preset(
 # them.
 GPU_DEMO = Preset(
     "gpu-demo",
-    description="GPU demo: full-size synthetic player crops, 12 epochs from scratch, 1 seed",
+    description="GPU demo: the report's frame size, 12 epochs from scratch, 1 seed",
     synth=FULL.synth,
     train={
         "epochs": 12,

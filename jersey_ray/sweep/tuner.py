@@ -122,21 +122,28 @@ def make_tuner(
 
 
 @contextlib.contextmanager
-def without_tune_tensorboard():
-    """Tune adds a TensorBoard logger of its own to every trial unless auto loggers are off;
-    its events would duplicate the trial's own under ``ray/tune/`` tags (and Tune would point
-    at its staging folder). The JSON and CSV loggers are passed explicitly in the RunConfig:
-    ``result.json`` is what the collector reads."""
-    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
-    saved = os.environ.get(key)
-    os.environ[key] = "1"
+def tune_environment(verbose: bool):
+    """Two Tune behaviours that only environment variables switch off, for the length of a fit.
+
+    Tune adds a TensorBoard logger of its own to every trial unless auto loggers are off; its
+    events would duplicate the trial's own under ``ray/tune/`` tags (and Tune would point at its
+    staging folder). The JSON and CSV loggers are passed explicitly in the RunConfig:
+    ``result.json`` is what the collector reads. Without ``--verbose`` the console callback
+    speaks for the sweep, but Tune's new output engine prints a configuration box and a results
+    path even at verbosity 0; its legacy reporter at verbosity 0 prints nothing."""
+    keys = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+    if not verbose:
+        keys["RAY_AIR_NEW_OUTPUT"] = "0"
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update(keys)
     try:
         yield
     finally:
-        if saved is None:
-            del os.environ[key]
-        else:
-            os.environ[key] = saved
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
 
 
 def storage_root(option: str | None, default: Path) -> str:
