@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint bench clean gpu-check
+.PHONY: install demo test test-slow lint bench clean gpu-check
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	if [ $$rc -ne 0 ] && [ "$$seed" != off ]; then echo "replay this order: make test TEST_SEED=$$seed"; fi; \
 	exit $$rc
+
+# The long end-to-end runs the default suite leaves out (marked slow: resume after SIGINT, a
+# retried fault, a two-node cluster, real ASHA runs, trackers, the generalization sweep): about
+# 10 minutes on 2 cores.
+test-slow: $(STAMP)
+	$(MAKE) test PYTEST_ARGS="-m slow $(PYTEST_ARGS)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -51,6 +51,7 @@ def check_heldout_run(tmp_path: Path, held: list[str], models: list[str]) -> dic
     return summary
 
 
+@pytest.mark.slow
 def test_generalization_sweep_on_synthetic_data(tmp_path: Path) -> None:
     root = tmp_path / "data"
     synth.generate(root, sequences=40, numbers=NUMBERS, size=(32, 16), frames=(2, 3),
@@ -67,6 +68,7 @@ def test_generalization_sweep_on_synthetic_data(tmp_path: Path) -> None:
     assert summary["heldout"]["numbers"] == ["94"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (REAL / "crops.tar.gz").is_file(), reason="SoccerNet crops not present (optional data)"
 )
