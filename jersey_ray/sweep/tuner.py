@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,16 @@ def make_tuner(
         {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial},
     )
     if opts.resume:
-        return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+        # Restoring reads every trial's results and warns "Failed to fetch metrics" for each
+        # trial that had not started when the sweep stopped: normal on a resume, and alarming.
+        # Trials that ran and lost their results are the collector's to report (missing).
+        analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+        level = analysis.level
+        analysis.setLevel(logging.ERROR)
+        try:
+            return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+        finally:
+            analysis.setLevel(level)
     storage, name = exp_path.rstrip("/").rsplit("/", 1)
     trackers = tracker_callbacks(opts, name, axes)
     console = [] if opts.verbose else [Console(planned)]
