@@ -155,8 +155,9 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "Majority class: always predicting the most frequent training number, scored on the "
         "test sequences (acc tens and ones: the share of test sequences with its digits): chance.",
         "",
-        "Report: the reference study's value (mean ± population std, ddof=0, over 5 seeds; its "
-        'sample std is × sqrt(5/4) = 1.118 larger); "—" where the report has no such model.',
+        "Report: the reference study's value on its own data and protocol, not this run's "
+        "(mean ± population std, ddof=0, over 5 seeds; its sample std is × sqrt(5/4) = 1.118 "
+        'larger); "—" where the report has no such model.',
         "",
         "Bold: best per column among these rows (accuracies: highest mean; parameters and train "
         "time: lowest). Params: trainable parameters the trials reported. Train time: Tune's "
