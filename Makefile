@@ -1,21 +1,34 @@
 # The README's two set-up commands are `make demo` and `make test`; each creates .venv and
-# installs what it needs the first time. torch/torchvision are installed first at the versions
-# this project is developed against (a newer torch from the registry would pull several GB).
+# installs what it needs the first time, again when pyproject.toml or constraints.txt change.
+# torch, torchvision and ray come at the versions of constraints.txt, the one list that
+# cluster/gpu.yaml and cluster/slurm.sbatch use too (a newer torch would pull several GB).
+# `make install TORCH="torch==X torchvision==Y"` installs another torch now, and keeps it for
+# later installs (in .venv/torch.txt) until `make clean`.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-TORCH  ?= torch==2.14.1 torchvision==0.29.1
+TORCH  ?=
+# What pip may install: constraints.txt, its torch lines replaced by the TORCH kept.
+PINS   := $(VENV)/constraints.txt
 
 .PHONY: install demo test test-slow lint bench clean gpu-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# An explicit TORCH= always reinstalls (the stamp alone would say "up to date").
+ifneq ($(strip $(TORCH)),)
+.PHONY: $(STAMP)
+endif
+
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	$(if $(strip $(TORCH)),printf '%s\n' $(TORCH) > $(VENV)/torch.txt)
+	{ grep -Ev '^(torch|torchvision)[^a-z_-]' constraints.txt; \
+	  if [ -f $(VENV)/torch.txt ]; then cat $(VENV)/torch.txt; \
+	  else grep -E '^(torch|torchvision)[^a-z_-]' constraints.txt; fi; } > $(PINS)
+	$(BIN)/python -m pip install -q -c $(PINS) -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,8 +54,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(MAKE) test PYTEST_ARGS="-m slow $(PYTEST_ARGS)"
 
+# mypy reads its settings from pyproject.toml ([tool.mypy]: the jersey_ray package).
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # On a machine with one CUDA GPU (README, "GPU check"): the CUDA tests, the training, packing
 # and inference benchmarks and a short sweep in about 8 minutes; OUT/gpu-check.md is the report.
@@ -57,4 +71,4 @@ gpu-check:
 	PYTHONPATH="$$PWD/.site:$$PWD$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) -m jersey_ray.bench gpu $(GPU_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -49,6 +49,7 @@ def confusion_figure(
     for ax, head in zip(axes, heads, strict=True):
         counts = confusion(truth[head], pred[head], HEADS[head][0])
         image = draw_confusion(ax, counts, head)
+    assert image is not None  # heads is never empty
     fig.colorbar(image, ax=list(axes), label="% of the true class (row)", shrink=0.8)
     fig.suptitle(title, fontsize=10)
     return fig

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -88,7 +89,7 @@ class ReferenceDataset(Dataset):
         w, h = img.size
         s = min(height / h, width / w)
         nh, nw = int(h * s), int(w * s)
-        img = img.resize((nw, nh), Image.BILINEAR)
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR)
         if self.train:
             img = reference_augment(img)
         canvas = torch.zeros(3, height, width)
@@ -148,7 +149,7 @@ def measure_build(data: DataConfig, scratch: Path) -> dict:
     start = time.perf_counter()
     started = not ray.is_initialized()
     if started:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     ray_s = time.perf_counter() - start
     try:
         result = build_cache(data, scratch / "cache")

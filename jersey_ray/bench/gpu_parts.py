@@ -110,7 +110,7 @@ def part_tests(check: Check, limit: float) -> dict[str, Any]:
 def part_train(check: Check, limit: float) -> dict[str, Any]:
     if check.cache is None:
         return skipped("no cache: the data part did not finish", limit)
-    deadline, runs = time.monotonic() + limit, []
+    deadline, runs = time.monotonic() + limit, list[dict[str, Any]]()
     for i, (key, model, flags, cap) in enumerate(TRAIN_RUNS):
         room = min(deadline - time.monotonic(), cap)  # a hung compile cannot take it all
         if room < TRAIN_LEAST_S:
@@ -200,7 +200,7 @@ def best_targets(items: list[dict]) -> list[dict]:
 
 
 def part_infer(check: Check, limit: float) -> dict[str, Any]:
-    deadline, rows, items, outcomes = time.monotonic() + limit, [], [], []
+    deadline, rows, items, outcomes = time.monotonic() + limit, list[dict[str, Any]](), [], []
     runs = (("eager", INFER_EAGER, 0.35), ("compiled", infer_variants(), 1.0))
     for name, variants, share in runs:
         out = check.work / f"infer-{name}.json"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -146,7 +147,8 @@ def _packed(trainable, k: int, args, scratch: Path) -> dict[str, Any]:
         tune_config=tune.TuneConfig(max_concurrent_trials=k),
         run_config=tune.RunConfig(name=f"pack{k}", storage_path=str(scratch), verbose=0),
     )
-    grid = tuner.fit()
+    # a ResultGrid iterates through __getitem__ and __len__, which mypy does not count
+    grid: Any = tuner.fit()
     rows = [r.metrics for r in grid if r.error is None and "frames_per_s" in (r.metrics or {})]
     errors = [str(r.error).splitlines()[-1][:300] for r in grid if r.error is not None]
     return {
@@ -167,7 +169,7 @@ def pack(args: argparse.Namespace) -> None:
     from jersey_ray.bench import gpu_work  # the trainable by module path, not __main__'s copy
 
     result: dict[str, Any] = {"model": args.model, "seconds_each": args.seconds, "configs": []}
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
         with tempfile.TemporaryDirectory(prefix="gpu-pack-") as scratch:
             for k in args.trials:

@@ -95,7 +95,8 @@ def count_correct(runner: Runner, data: SplitData, frames: int | None) -> int:
         return runner.logits(runner.call(*runner.prepare(x, mask)))
 
     correct = 0
-    for batch, (tens, ones) in infer(forward, data, batch_size=EVAL_BATCH, frames=frames):
+    # infer yields what forward returns, here (tens, ones); its annotation says a ModelOutput
+    for batch, (tens, ones) in infer(forward, data, batch_size=EVAL_BATCH, frames=frames):  # type: ignore[misc]
         correct += number_correct(tens, ones, batch.tens.cpu(), batch.ones.cpu())
     return correct
 

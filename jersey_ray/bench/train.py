@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache is not None and args.size is not None:
             raise UserError("--size applies to the synthetic cache; --cache fixes its own size")
         if args.cuda_graphs:  # before any data is made
-            check_cuda_graphs(resolve_device(args.device), build_model(args.model).input_frames)
+            # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+            check_cuda_graphs(resolve_device(args.device), build_model(args.model).input_frames)  # type: ignore[arg-type]
         with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
             data = DataConfig() if args.size is None else DataConfig(size=args.size)
             cache = args.cache or synthetic_cache(data, Path(scratch))

@@ -260,7 +260,8 @@ def export_onnx(ctx: Context) -> tuple[Path, list[str]]:
     checked against PyTorch before it is written), once per run: both ONNX Runtime variants
     run the same file."""
     if ctx.exported is None:
-        size = tuple(ctx.example[0].shape[2:])
+        height, width = ctx.example[0].shape[2:]
+        size = (height, width)
         try:
             ctx.exported = shared_export(
                 ctx.model, ctx.scratch / "model.onnx", size, steps=ctx.steps

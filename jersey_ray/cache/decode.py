@@ -55,7 +55,7 @@ def letterbox(img: Image.Image, size: tuple[int, int], out: np.ndarray | None = 
         img = img.convert("RGB")
     nh, nw, top, left = letterbox_geometry(img.height, img.width, size)
     if (nw, nh) != img.size:  # PIL returns a plain copy for the same size
-        img = img.resize((nw, nh), Image.BILINEAR)
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR)
     if out is None:
         out = np.zeros((*size, 3), np.uint8)
     out[top : top + nh, left : left + nw] = np.asarray(img)

@@ -106,7 +106,7 @@ def make_plan(data: DataConfig) -> Plan:
             }
             for seq in index.sequences
         ),
-        key=lambda it: (order[it["split"]], it["seq_id"]),
+        key=lambda it: (order[str(it["split"])], it["seq_id"]),
     )
     return Plan(data, resolved, index, assignment, items, fingerprint(data, index))
 

@@ -56,6 +56,14 @@ def parse_label(jersey: str) -> tuple[int, int] | None:
     return int(jersey[0]), int(jersey[1])
 
 
+def label_digits(jersey: str) -> tuple[int, int]:
+    """:func:`parse_label` of a label already known to be a number; ``ValueError`` if not."""
+    digits = parse_label(jersey)
+    if digits is None:
+        raise ValueError(f"{jersey!r} is not a jersey number")
+    return digits
+
+
 def natural_key(name: str) -> tuple:
     """Sort key that orders digit runs by value: ``"f2" < "f10"``, ``"0_2.jpg" < "0_11.jpg"``.
 
@@ -126,7 +134,7 @@ def index_root(
         raise DataError(f"{root}: not a folder; expected the layout {layout}")
     keep = _check_numbers(numbers)
     walk = _Walk(root, allow_unknown)
-    for entry in walk.entries(root, ""):
+    for entry in walk.entries(root, "") or []:  # the root unreadable raises
         walk.jersey(entry, keep)
     index = Index(root=root, sequences=walk.sequences, skipped=walk.skipped)
     if not index.sequences:
@@ -230,7 +238,8 @@ class _Walk:
         found = self.entries(Path(entry.path), rel)
         if found is None:
             return
-        anchors, frames = [], []
+        anchors: list[str] = []
+        frames: list[str] = []
         for child, child_rel in found:
             if self._is_image(child, child_rel):
                 is_anchor = "anchor" in child.name.lower()

@@ -19,6 +19,7 @@ copy is kept), ``annotation_without_crop`` (annotation entries), ``tracklets_lab
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -83,6 +84,8 @@ class _Source:
 
     def add_annotations(self, folder: str, path: str, raw: bytes | None) -> None:
         try:
+            if raw is None:
+                raise TypeError("the file cannot be read")
             entries = json.loads(raw)["data_list"]
             if not isinstance(entries, list):
                 raise TypeError("data_list is not a list")
@@ -159,7 +162,7 @@ def _read_archive(src: Path, source: _Source, progress: bool) -> None:
             bar = progress_bar(tar, desc="reading", unit=" members", disable=not progress)
             for member in bar:
                 if member.isfile():
-                    source.add(member.name, lambda m=member: _read_member(tar, m))
+                    source.add(member.name, functools.partial(_read_member, tar, member))
                 elif not member.isdir():
                     source.skipped["unreadable_crop"] += 1  # links and devices
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
@@ -177,7 +180,7 @@ def _read_folder(src: Path, source: _Source, progress: bool) -> None:
         key=lambda p: natural_key(p.relative_to(src).as_posix()),
     )
     for path in progress_bar(paths, desc="reading", unit=" files", disable=not progress):
-        source.add(path.relative_to(src).as_posix(), lambda p=path: _read_file(p))
+        source.add(path.relative_to(src).as_posix(), functools.partial(_read_file, path))
 
 
 def _read_file(path: Path) -> bytes | None:

@@ -297,7 +297,7 @@ def _glyph(char: str, stroke: int) -> tuple[Image.Image, Image.Image]:
     font = _font()
     top, bottom = font.getbbox("0123456789", stroke_width=stroke)[1::2]
     left, _, right, _ = font.getbbox(char, stroke_width=stroke)
-    size = (right - left, bottom - top)
+    size = (int(right - left), int(bottom - top))  # ints for a FreeType font
     masks = []
     for width in (0, stroke):
         mask = Image.new("L", size, 0)
@@ -324,7 +324,7 @@ def number_sprite(number: str, kit: Kit) -> Image.Image:
     sprite = Image.new("RGB", (width, height), kit.num_stroke if kit.stroke else kit.num_fill)
     sprite.paste(kit.num_fill, (0, 0), fill)
     sprite.putalpha(full)
-    return sprite.resize((max(1, round(width * kit.num_stretch)), height), Image.LANCZOS)
+    return sprite.resize((max(1, round(width * kit.num_stretch)), height), Image.Resampling.LANCZOS)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -353,6 +353,12 @@ class Actor:
     front: Image.Image | None
     number_h: float  # number height in local units (fitted to the waist)
     poses: tuple[Pose | None, ...]
+
+
+def _shown(pose: Pose | None) -> Pose:
+    """The pose of a player drawn in every frame (the main one, those behind): never None."""
+    assert pose is not None
+    return pose
 
 
 def _to_frame(points: np.ndarray, pose: Pose) -> np.ndarray:
@@ -464,7 +470,9 @@ def _paste_number(img: Image.Image, sprite: Image.Image, pose: Pose, centre, h_l
     i00, i01, i10, i11 = m11 / det, -m01 / det, -m10 / det, m00 / det
     dx, dy = x0 - tx, y0 - ty
     data = (i00, i01, i00 * dx + i01 * dy, i10, i11, i10 * dx + i11 * dy)
-    patch = sprite.transform((x1 - x0, y1 - y0), Image.AFFINE, data, resample=Image.BILINEAR)
+    patch = sprite.transform(
+        (x1 - x0, y1 - y0), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR
+    )
     img.paste(patch, (x0, y0), patch)
     return (x0, y0, x1, y1)
 
@@ -530,7 +538,7 @@ def _sprites(number: str, kit: Kit, sy: float) -> tuple[Image.Image, Image.Image
     for fraction in (1.0, CHEST):
         h = max(2, round(number_h * fraction * sy))
         w = max(1, round(sprite.width * h / sprite.height))
-        scaled.append(sprite.resize((w, h), Image.LANCZOS))
+        scaled.append(sprite.resize((w, h), Image.Resampling.LANCZOS))
     return scaled[0], scaled[1], number_h
 
 
@@ -566,7 +574,7 @@ def _background_players(rng: np.random.Generator, n: int, size, main: Actor) -> 
     """Smaller players further away, behind the main one; too small to need a number."""
     h, w = size
     t = np.linspace(0.0, 1.0, n)
-    ref = main.poses[0]
+    ref = _shown(main.poses[0])
     actors = []
     for _ in range(int(rng.choice([0, 0, 1, 1, 2]))):
         kit = make_kit(rng, rng)
@@ -587,7 +595,7 @@ def _occluders(rng: np.random.Generator, n: int, size, main: Actor) -> list[Acto
     """Closer players of another team crossing the crop in front of the main one."""
     h, w = size
     t = np.linspace(0.0, 1.0, n)
-    ref = main.poses[0]
+    ref = _shown(main.poses[0])
     actors = []
     for _ in range(int(rng.choice([0, 0, 0, 0, 0, 0, 1, 1, 1, 2]))):
         kit = make_kit(rng, rng, avoid=main.kit.base_colour)
@@ -697,7 +705,7 @@ def develop(img: Image.Image, cam: Camera, i: int) -> Image.Image:
     size = img.size
     sh, sw = cam.source
     if (sw, sh) != size:
-        img = img.resize((sw, sh), Image.BOX)  # area average, as a coarser sensor
+        img = img.resize((sw, sh), Image.Resampling.BOX)  # area average, as a coarser sensor
     arr = _motion_blur(np.asarray(img, dtype=np.float32), cam.blur_len[i], cam.blur_angle[i])
     oy, ox = (i * 5) % 16, (i * 11) % 16
     grain = cam.grain[oy : oy + sh, ox : ox + sw]  # multiplicative: one broadcast for all
@@ -709,7 +717,7 @@ def develop(img: Image.Image, cam: Camera, i: int) -> Image.Image:
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=cam.jpeg, subsampling=JPEG_SUBSAMPLING)
         img = Image.open(buf).convert("RGB")
-    return img if img.size == size else img.resize(size, Image.BILINEAR)
+    return img if img.size == size else img.resize(size, Image.Resampling.BILINEAR)
 
 
 # ----------------------------------------------------------------------------- background
@@ -732,7 +740,9 @@ def _grass(rng: np.random.Generator, w: int, h: int) -> Image.Image:
         ]
         draw.polygon(quad, fill=colour)
     texture = rng.normal(0, 1, (h // 16 + 2, w // 16 + 2)).astype(np.float32)
-    texture = np.asarray(Image.fromarray(texture, mode="F").resize((w, h), Image.BICUBIC))
+    texture = np.asarray(
+        Image.fromarray(texture, mode="F").resize((w, h), Image.Resampling.BICUBIC)
+    )
     arr = np.asarray(img, dtype=np.float32) * (1.0 + 0.07 * texture)[..., None]
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
@@ -750,7 +760,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     if boards < 0.3:
         hb = max(2, round(band * h))
         crowd = rng.integers(0, 160, (hb // 6 + 1, w // 6 + 1, 3), dtype=np.uint8)
-        img.paste(Image.fromarray(crowd).resize((w, hb), Image.NEAREST), (0, 0))
+        img.paste(Image.fromarray(crowd).resize((w, hb), Image.Resampling.NEAREST), (0, 0))
         x = 0
         while x < w:
             seg = int(rng.integers(w // 4, w)) + 1
@@ -777,7 +787,7 @@ def _difficulty(main: Actor, cam: Camera, i: int, box, covered: float) -> float:
     """Lower is clearer; the clearest frame becomes the anchor."""
     if box is None:
         return 100.0
-    facing = max(0.0, math.cos(main.poses[i].yaw))
+    facing = max(0.0, math.cos(_shown(main.poses[i]).yaw))
     blur = cam.blur_len[i] * BASE_H / cam.source[0]  # in pixels of a 192-high crop
     return 3 * covered + 2 * (1 - facing) + blur / 8
 
@@ -820,8 +830,8 @@ def _render_scene(job: SeqJob) -> tuple[list[Image.Image], list[float], list]:
         img = background.crop((x, y, x + w, y + h))
         draw = ImageDraw.Draw(img)
         for actor in behind:
-            draw_player(img, draw, actor, actor.poses[i])
-        box, _ = draw_player(img, draw, main, main.poses[i])
+            draw_player(img, draw, actor, _shown(actor.poses[i]))
+        box, _ = draw_player(img, draw, main, _shown(main.poses[i]))
         covered = 0.0
         for actor in front:
             pose = actor.poses[i]

@@ -64,7 +64,9 @@ def _mobilenet_v3(name: str) -> nn.Module:
     model = _torchvision(name)
     # classifier = Linear(C->hidden), Hardswish, Dropout, Linear(hidden->1000): keep the first two
     # (same indices, so torchvision's state dict keys still fit).
-    model.classifier = nn.Sequential(model.classifier[0], model.classifier[1])
+    model.classifier = nn.Sequential(
+        model.get_submodule("classifier.0"), model.get_submodule("classifier.1")
+    )
     return model
 
 
@@ -171,6 +173,7 @@ def _source(name: str) -> _Source:
         import timm
 
         cfg = timm.models.get_pretrained_cfg("efficientnet_lite0")
+        assert cfg is not None and isinstance(cfg.url, str)  # timm's registry entry
         # timm's own loader: the HF hub when huggingface_hub is there, else the URL
         fetch = functools.partial(timm.create_model, "efficientnet_lite0", pretrained=True)
         return _Source(name, cfg.url, _hub_path(cfg.url), cfg.hf_hub_id, fetch)

@@ -181,10 +181,10 @@ def check_onnx(
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    worst, shapes = 0.0, []
+    worst, shapes = 0.0, list[tuple[int, int]]()
     for seed, lengths in enumerate(check_lengths(steps)):
         frames, mask = random_batch(lengths, size, seed)
-        shapes.append(tuple(mask.shape))
+        shapes.append((mask.shape[0], mask.shape[1]))
         with torch.no_grad():
             out = model(frames, mask)
         at = f"B={mask.shape[0]} T={mask.shape[1]} lengths {lengths}"

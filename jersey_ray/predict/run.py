@@ -68,7 +68,8 @@ def _run_chunk(
     bar: tqdm,
 ) -> None:
     split = to_split(chunk, data.size, device)
-    frames = model.input_frames
+    # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+    frames: int | None = model.input_frames  # type: ignore[assignment]
     for batch, out in infer(model, split, batch_size=batch_size, frames=frames):
         got.tens.append(out.tens.float().log_softmax(1).cpu())
         got.ones.append(out.ones.float().log_softmax(1).cpu())
@@ -100,10 +101,10 @@ def predict_folder(
     got = _Collected([], [], [], [], [], [])
     start = time.perf_counter()
     bar = progress_bar(total=len(index.sequences), desc="predict", unit="seq", disable=not progress)
+    # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+    frames: int | None = model.input_frames  # type: ignore[assignment]
     with bar:
-        chunks = decode_chunks(
-            index, data.size, data.max_frames, model.input_frames, workers=workers
-        )
+        chunks = decode_chunks(index, data.size, data.max_frames, frames, workers=workers)
         for chunk in chunks:
             skipped += _skips(chunk)
             _run_chunk(model, chunk, data, device, batch_size, got, bar)

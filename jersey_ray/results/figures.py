@@ -116,8 +116,8 @@ def seen_vs_unseen(
     ax = fig.add_subplot()
     labelled: set[str] = set()
     for x, (_, seen, unseen) in enumerate(points):
-        ys = [s["mean"] if s["n"] else None for s in (seen, unseen)]
-        if None not in ys:
+        if seen["n"] and unseen["n"]:
+            ys = [seen["mean"], unseen["mean"]]
             ax.plot([x - 0.12, x + 0.12], ys, color="0.6", lw=1, zorder=1)
         for dx, stat, color, name in (
             (-0.12, seen, "tab:blue", "seen"),
@@ -221,7 +221,8 @@ def mistakes_figure(mistakes: list[Mistake], *, title: str, total: int, n_test: 
         top=1 - top / fig.get_figheight(),
         bottom=0.2 / fig.get_figheight(),
     )
-    for cell, m in zip(rows, shown, strict=False):
+    # a GridSpec iterates through __getitem__, which mypy does not count as iterable
+    for cell, m in zip(rows, shown, strict=False):  # type: ignore[call-overload]
         sub = cell.subgridspec(len(ratios), 1, height_ratios=ratios, hspace=0.08)
         _mistake_row(fig, sub, m, slots, attention)
     fig.suptitle(header, fontsize=9, y=1 - margin / fig.get_figheight(), va="top")
@@ -260,7 +261,7 @@ def _mistake_row(fig: Figure, grid: Any, m: Mistake, t_max: int, attention: bool
     bars.tick_params(labelsize=6)
 
 
-def _test_predictions(checkpoint: Path, cache: str) -> tuple[Any, Any]:
+def _test_predictions(checkpoint: Path, cache: str) -> tuple[Any, Any, Any]:
     # torch and the trial layer are needed only here: import them only when used
     import torch
 

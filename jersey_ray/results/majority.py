@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jersey_ray.data.index import class_key, parse_label
+from jersey_ray.data.index import class_key, label_digits, parse_label
 from jersey_ray.metrics import UNSEEN
 
 PerClass = dict[str, dict[str, dict[str, int]]]
@@ -49,7 +49,7 @@ def _scores(per_class: PerClass, number: str, split: str) -> dict[str, Any] | No
     total = sum(counts.values())
     if not total:
         return None
-    digits = {j: parse_label(j) for j in counts}
+    digits = {j: label_digits(j) for j in counts}  # all numbers: checked by the caller
     tens, ones = digits[number]
     return {
         "sequences": total,

@@ -81,7 +81,8 @@ def evaluate(
     model.eval()
     counter = M.SplitCounter(data.tens.device)
     tens, ones, weights = [], [], []
-    for batch, out in infer(model, data, batch_size=batch_size, frames=model.input_frames):
+    # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+    for batch, out in infer(model, data, batch_size=batch_size, frames=model.input_frames):  # type: ignore[arg-type]
         loss = loss_weights[0] * nn.functional.cross_entropy(out.tens.float(), batch.tens)
         loss = loss + loss_weights[1] * nn.functional.cross_entropy(out.ones.float(), batch.ones)
         counter.update(loss, out.tens, out.ones, batch.tens, batch.ones)
