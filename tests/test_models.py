@@ -30,7 +30,9 @@ from jersey_ray.models.recurrent import LengthAwareRNN
 
 H, W = 32, 16
 IDS = list(REGISTRY)
-SEQUENCE = [i for i in IDS if REGISTRY[i].phase != "phase0"]
+REPORT = [i for i in IDS if REGISTRY[i].phase != "comp"]  # the report's 18
+COMP_SEQUENCE = [i for i in IDS if i.startswith("comp_seq_")]  # comp_ readers of every frame
+SEQUENCE = [i for i in REPORT if REGISTRY[i].phase != "phase0"] + COMP_SEQUENCE
 ATTENTION = [i for i in IDS if REGISTRY[i].phase == "phaseB"]
 LITE0_PARAMS = 3_397_909  # timm efficientnet_lite0 without classifier (3,371,008) + heads 26,901
 
@@ -75,8 +77,9 @@ def test_registry_ids_phases_and_names():
         *("attn_bgru_bahdanau", "attn_bgru_luong", "attn_bgru_gate", "attn_bgru_hc"),
         *("attn_ugru_gate", "attn_ugru_hc"),
     ]
-    assert list(REGISTRY) == expected
-    for mid, spec in REGISTRY.items():
+    assert expected == REPORT and IDS[: len(expected)] == expected
+    for mid in REPORT:
+        spec = REGISTRY[mid]
         assert spec.id == mid
         phase = {"basic": "phase0", "seq": "phaseA", "attn": "phaseB"}[mid.split("_")[0]]
         assert spec.phase == phase
@@ -90,7 +93,7 @@ def test_registry_ids_phases_and_names():
             assert "final state" in spec.display and "last valid step" in spec.description
     assert REGISTRY["attn_bgru_hc"].display == "BiGRU + top-k (HC)"
     assert REGISTRY["attn_bgru_gate"].display == "BiGRU + gate (softmax)"
-    assert len({s.display for s in REGISTRY.values()}) == 18
+    assert len({REGISTRY[i].display for i in REPORT}) == 18
 
 
 def test_unknown_id_lists_valid_ids():
@@ -111,7 +114,7 @@ def test_param_count_equals_report(model_id):
 def test_report_params_are_the_report_tables():
     table = resources.files("jersey_ray.results").joinpath("report_tables.csv").read_text("utf-8")
     report = {row["model_id"]: int(row["params"]) for row in csv.DictReader(table.splitlines())}
-    assert report == {mid: spec.report_params for mid, spec in REGISTRY.items()}
+    assert report == {mid: REGISTRY[mid].report_params for mid in REPORT}
 
 
 def test_effl0_is_a_real_lite0_with_its_own_count_and_a_note():
@@ -147,8 +150,11 @@ def test_param_groups_cover_every_parameter_once(model_id):
     ids = [id(p) for group in groups.values() for p in group]
     assert len(ids) == len(set(ids)), "a parameter is in two groups"
     assert set(ids) == {id(p) for p in m.parameters() if p.requires_grad}
-    assert len(groups["heads"]) == 4
-    assert bool(groups["temporal"]) == (model_id in SEQUENCE)
+    if model_id in REPORT:
+        assert len(groups["heads"]) == 4
+        assert bool(groups["temporal"]) == (model_id in SEQUENCE)
+    else:  # comp_: the reader is the heads group (test_compositional checks it)
+        assert groups["backbone"] and groups["heads"]
     if model_id.endswith("_hc"):
         assert any(p is m.pool.temperature for p in groups["temporal"])
 

@@ -34,6 +34,7 @@ from jersey_ray.predict.__main__ import main
 from jersey_ray.train.checkpoint import load_model
 
 ATTN, TOPK, SINGLE = "predict_tiny_attn", "predict_tiny_topk", "predict_tiny_single"
+COMP = next(i for i in REGISTRY if i.startswith("comp_seq_"))  # a real registry model, small
 
 
 def _cnn() -> nn.Module:
@@ -132,7 +133,7 @@ def folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("checkpoints")
-    return {mid: write_checkpoint(base / mid, mid, seed=3) for mid in BUILDERS}
+    return {mid: write_checkpoint(base / mid, mid, seed=3) for mid in (*BUILDERS, COMP)}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -181,7 +182,7 @@ def check_row(row: dict[str, str], number: str, p_tens: float, p_ones: float) ->
 # -------------------------------------------------------------------------------- outputs
 
 
-@pytest.mark.parametrize("mid", [ATTN, SINGLE])
+@pytest.mark.parametrize("mid", [ATTN, SINGLE, COMP])
 def test_sequences_and_tracks_match_hand_aggregation(mid, folder, checkpoints, tmp_path):
     files = run_predict(tmp_path, "--checkpoint", str(checkpoints[mid]), str(folder))
     expected = expected_log_probs(load_model(checkpoints[mid]).model, folder)

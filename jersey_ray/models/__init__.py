@@ -5,12 +5,17 @@
 ``(frames, mask)`` and returns a :class:`~jersey_ray.models.heads.ModelOutput` (the contract is
 in :mod:`jersey_ray.models.heads`). Architectures are pinned by the report's parameter counts
 (``report_params``). :func:`protocol` is the training protocol of a model's phase.
+
+After the report's 18, the ``comp_`` family (phase ``comp``; not in the report): compositional
+two-digit readers on a small CNN that keeps the width axis (:mod:`jersey_ray.models.
+compositional`); their ``report_params`` is their own count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -23,10 +28,12 @@ from jersey_ray.models.attention import (
     TopKPool,
 )
 from jersey_ray.models.backbones import WeightsError, build_backbone
+from jersey_ray.models.compositional import CompositionalModel
 from jersey_ray.models.heads import ModelOutput
 from jersey_ray.models.recurrent import LengthAwareRNN
 from jersey_ray.models.sequence import SequenceModel
 from jersey_ray.models.single import SingleFrameModel
+from jersey_ray.models.small_backbone import load_weights
 
 __all__ = [
     "REGISTRY",
@@ -57,6 +64,7 @@ class ModelSpec:
     build: Callable[[str], nn.Module]  # pretrained ("imagenet" | "none" | PATH) -> model
     report_params: int  # trainable parameters in the report's tables
     note: str = ""  # why our count differs from the report's, where it does
+    imagenet: bool = True  # has ImageNet weights (what fetch-weights fetches by default)
 
 
 def _single(backbone: str) -> Callable[[str], nn.Module]:
@@ -188,7 +196,45 @@ _SPECS = [
 ]
 
 
-REGISTRY: dict[str, ModelSpec] = {spec.id: spec for spec in _SPECS}
+def _comp(mid: str, display: str, reader: str, sequence: bool, params: int, how: str) -> ModelSpec:
+    def build(pretrained: str) -> nn.Module:
+        return load_weights(CompositionalModel(reader, sequence), pretrained, mid)
+
+    what = "every real frame" if sequence else "the anchor frame"
+    description = f"6-conv CNN keeping the width axis (32x32 -> 128x4x8) on {what} -> {how}"
+    return ModelSpec(mid, "comp", display, description, build, params, imagenet=False)
+
+
+_TIED = (
+    "2 learned spatial queries (tens, ones) pool the map + position embedding -> one shared "
+    "11-way digit classifier (ones drops its blank logit)"
+)
+_CTC = (
+    "columns (height mean) -> BiGRU (H=64) -> per-column 10 digits + CTC blank, CTC loss, "
+    "greedy decode -> tens/ones scores of the decoded columns"
+)
+_COMP_SPECS = [
+    _comp(
+        "comp_pooled",
+        "Small CNN + pooled heads",
+        "pooled",
+        False,
+        290_165,
+        "global average pool -> Linear heads (11 tens incl. blank, 10 ones)",
+    ),
+    _comp("comp_tied", "Small CNN + tied reader", "tied", False, 297_643, _TIED),
+    _comp("comp_ctc", "Small CNN + CTC reader", "ctc", False, 363_371, _CTC),
+    _comp(
+        "comp_seq_tied",
+        "Small CNN + tied reader (seq)",
+        "tied",
+        True,
+        297_643,
+        f"{_TIED}; per-frame log-softmax averaged over the valid frames",
+    ),
+]
+
+REGISTRY: dict[str, ModelSpec] = {spec.id: spec for spec in [*_SPECS, *_COMP_SPECS]}
 
 
 def get_spec(model_id: str) -> ModelSpec:
@@ -200,24 +246,33 @@ def get_spec(model_id: str) -> ModelSpec:
         raise UnknownModelError(f"unknown model id {model_id!r}; valid ids: {valid}") from None
 
 
-PROTOCOLS: dict[str, dict[str, str]] = {
+PROTOCOLS: dict[str, dict[str, Any]] = {
     "phase0": {"lr_scheme": "uniform"},
     "phaseA": {"lr_scheme": "discriminative"},
     "phaseB": {"lr_scheme": "discriminative"},
+    "comp": {"lr_scheme": "uniform", "lr": 3e-3, "pretrained": "none"},
 }
 """The report's protocol per phase (decisions.md): Phase 0 trains with one LR (1e-3); Phases A
 and B with discriminative LRs (backbone 1e-4, the rest 3e-4; report-spec 8.7). The rates
-themselves are TrainConfig's defaults."""
+themselves are TrainConfig's defaults. The ``comp_`` family (not in the report) trains from
+scratch (its small CNN has no ImageNet weights) with one LR, 3e-3: the quick preset's rate for
+models trained from scratch."""
 
 
-def protocol(model_id: str) -> dict[str, str]:
+def protocol(model_id: str) -> dict[str, Any]:
     """TrainConfig overrides of ``model_id``'s phase: the layer right above the defaults."""
     return dict(PROTOCOLS[get_spec(model_id).phase])
 
 
 def build_model(model_id: str, pretrained: str = "none") -> nn.Module:
     """Build ``model_id`` with backbone weights from ``"imagenet"`` (local cache), ``"none"`` or a
-    state dict file; a WeightsError (UserError) if the weights are missing or do not fit."""
+    state dict file, or with the matching weights of a run, trial or checkpoint of this project
+    (:mod:`jersey_ray.models.warmstart`); a WeightsError (UserError) if the weights are missing
+    or do not fit."""
+    from jersey_ray.models import warmstart
+
+    if warmstart.is_project_source(pretrained):
+        return warmstart.warm_start(get_spec(model_id).build("none"), model_id, pretrained)
     return get_spec(model_id).build(pretrained)
 
 

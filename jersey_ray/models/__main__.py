@@ -1,7 +1,8 @@
 """``python -m jersey_ray.models [--json]``: the registry with trainable parameter counts.
 
 ``python -m jersey_ray.models fetch-weights [IDS]``: fill the torchvision/timm caches with the
-ImageNet weights of those models (all by default) ahead of a run, e.g. on every cluster node.
+ImageNet weights of those models (by default all that have any; the comp_ family has none) ahead
+of a run, e.g. on every cluster node.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def _rows() -> list[dict]:
                 "phase": spec.phase,
                 "display": spec.display,
                 "params": count_params(build_model(spec.id, pretrained="none")),
-                "report_params": spec.report_params,
+                # the comp_ family is not in the report: its own count pins it, no report's
+                "report_params": None if spec.phase == "comp" else spec.report_params,
                 "description": spec.description,
                 "note": spec.note,
             }
@@ -39,12 +41,14 @@ def _table(rows: list[dict]) -> str:
     notes = []
     for row in rows:
         mark = ""
-        if row["params"] != row["report_params"]:
+        report = row["report_params"]
+        if report is not None and row["params"] != report:
             notes.append(f"* {row['id']}: {row['note']}")
             mark = " *"
+        shown = "-" if report is None else f"{report:,}"
         lines.append(
             f"{row['id']:<20} {row['phase']:<7} {row['display']:<24} "
-            f"{row['params']:>11,} {row['report_params']:>11,}{mark}"
+            f"{row['params']:>11,} {shown:>11}{mark}"
         )
     return "\n".join([*lines, "", *notes] if notes else lines)
 
@@ -75,8 +79,8 @@ def build_parser() -> cli.OneLineParser:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON list of objects with keys id, phase, display, params, report_params, "
-        "description, note",
+        help="print a JSON list of objects with keys id, phase, display, params, report_params "
+        "(null for models not in the report), description, note",
     )
     sub = parser.add_subparsers(dest="command", metavar="{fetch-weights}")
     fetch = sub.add_parser(
@@ -86,7 +90,9 @@ def build_parser() -> cli.OneLineParser:
         "the caches torchvision and timm use ($TORCH_HOME/hub/checkpoints, the Hugging Face "
         "cache), and check that each model loads them. Run it on every machine that trains.",
     )
-    fetch.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: all)")
+    fetch.add_argument(
+        "ids", nargs="*", metavar="ID", help="model ids (default: all with ImageNet weights)"
+    )
     return parser
 
 
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         args = parser.parse_args(argv)
         if args.command == "fetch-weights":
-            ids = args.ids or list(REGISTRY)
+            ids = args.ids or [i for i, spec in REGISTRY.items() if spec.imagenet]
             print(_fetch_report(fetch_weights(ids), len(ids)))
             return 0
         rows = _rows()

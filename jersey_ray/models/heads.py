@@ -28,6 +28,9 @@ class ModelOutput(NamedTuple):
     """[B, 10] ones logits."""
     weights: Optional[torch.Tensor]  # noqa: UP045 (TorchScript reads typing.Optional only)
     """[B, T] per-frame pooling weights (attention models), 0 on padding; None otherwise."""
+    columns: Optional[torch.Tensor] = None  # noqa: UP045
+    """Training mode only: a CTC reader's per-column log-probabilities [N, w, 11] (N: the
+    crops it read), what its loss needs; None otherwise (and always in eval mode)."""
 
 
 class DigitHeads(nn.Module):

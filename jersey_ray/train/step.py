@@ -1,9 +1,10 @@
 """The optimizer step of the report's protocol, shared by the trial and ``bench train``.
 
-Loss ``w_t*CE(tens) + w_o*CE(ones)``; Adam with coupled L2 weight decay (or AdamW); one LR or
-discriminative per-group LRs; global-norm clipping; per-step linear warm-up then cosine to
-zero. Training uses bf16 autocast on GPUs that support it, else fp16 with a GradScaler, and
-fp32 on the CPU. A step never waits for the device: the loss and the counts stay there.
+Loss ``w_t*CE(tens) + w_o*CE(ones)`` (or the model's own ``training_loss``: the CTC reader's
+CTC); Adam with coupled L2 weight decay (or AdamW); one LR or discriminative per-group LRs;
+global-norm clipping; per-step linear warm-up then cosine to zero. Training uses bf16 autocast
+on GPUs that support it, else fp16 with a GradScaler, and fp32 on the CPU. A step never waits
+for the device: the loss and the counts stay there.
 
 Two CUDA-only speed options: ``compile`` (the backbone through ``torch.compile``) and
 ``cuda_graphs`` (:class:`GraphedBackbone`: full batches of a single-frame model replay the
@@ -84,7 +85,8 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
     """Named optimizer groups from ``model.param_groups()``; empty groups are skipped."""
     groups = []
-    for name, params in model.param_groups().items():
+    # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+    for name, params in model.param_groups().items():  # type: ignore[operator]
         if not params:
             continue
         if cfg.lr_scheme == "uniform":
@@ -162,6 +164,7 @@ class GraphedBackbone:
                 self._make_graphs(x, key)
             if key == self.key:
                 self.replays += 1
+                assert self.graphed is not None  # made with self.key by _make_graphs
                 return self.graphed(x)
         self.eager_calls += 1
         return self.eager(x)
@@ -200,13 +203,15 @@ class Step:
     @property
     def input_frames(self) -> int | None:
         """Frames per sequence the model reads (what its batches need to hold)."""
-        return self.module.input_frames
+        # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+        return self.module.input_frames  # type: ignore[return-value]
 
 
 def make_step(cfg: TrainConfig, module: nn.Module, n_train: int, device: torch.device) -> Step:
     """Put ``module`` on ``device`` and build its optimizer, schedule, scaler and compiled form."""
     if cfg.cuda_graphs:
-        check_cuda_graphs(device, module.input_frames)
+        # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+        check_cuda_graphs(device, module.input_frames)  # type: ignore[arg-type]
     module = module.to(device)
     if cfg.channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -222,12 +227,14 @@ def make_step(cfg: TrainConfig, module: nn.Module, n_train: int, device: torch.d
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     graphs = None
     if cfg.cuda_graphs:
-        graphs = GraphedBackbone(module.backbone, cfg.batch_size, compiled=cfg.compile)
+        # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+        graphs = GraphedBackbone(module.backbone, cfg.batch_size, compiled=cfg.compile)  # type: ignore[arg-type]
     elif cfg.compile:
         # The per-frame CNN is nearly all the compute. Dynamo cannot capture nn.GRU (a graph
         # break at every call, a recompile per sequence length), so only the backbone is
         # compiled: in place (state-dict keys unchanged), for any number of packed frames.
-        module.backbone.compile(dynamic=True)
+        # a GroupedModel attribute, which nn.Module's __getattr__ types as Tensor | Module
+        module.backbone.compile(dynamic=True)  # type: ignore[union-attr]
     return Step(
         module=module,
         optimizer=optimizer,
@@ -242,7 +249,14 @@ def make_step(cfg: TrainConfig, module: nn.Module, n_train: int, device: torch.d
     )
 
 
-def loss_fn(out: ModelOutput, batch: Batch, weights: tuple[float, float]) -> torch.Tensor:
+def loss_fn(
+    out: ModelOutput, batch: Batch, weights: tuple[float, float], module: nn.Module | None = None
+) -> torch.Tensor:
+    """``w_t*CE(tens) + w_o*CE(ones)``, or the model's own ``training_loss(out, mask, tens,
+    ones, weights)`` where it has one (the CTC reader's CTC loss)."""
+    hook = getattr(module, "training_loss", None)
+    if hook is not None:
+        return hook(out, batch.mask, batch.tens, batch.ones, weights)
     tens = F.cross_entropy(out.tens.float(), batch.tens)
     ones = F.cross_entropy(out.ones.float(), batch.ones)
     return weights[0] * tens + weights[1] * ones
@@ -261,7 +275,7 @@ def train_step(step: Step, batch: Batch, counter: M.SplitCounter) -> None:
         cache_enabled=graphs is None,
     ):
         out = step.module(batch.frames, batch.mask)
-        loss = loss_fn(out, batch, step.loss_weights)
+        loss = loss_fn(out, batch, step.loss_weights, step.module)
     step.optimizer.zero_grad(set_to_none=True)
     if step.scaler is not None:
         step.scaler.scale(loss).backward()
