@@ -4,7 +4,9 @@ training (the study's claim, report section 1.1, which it never tested)?
 Every track of the held-out numbers goes to an ``unseen`` split; the other numbers are split by
 track as usual. A held-out number is a new combination of digits each seen in its place (e.g.
 94 after 9x and x4 numbers). Without ``--heldout`` about a fifth of the two-digit numbers are
-held out, chosen by the split seed and listed in the table. One model per phase.
+held out, chosen by the split seed among the fair ones (each digit in place in >= 2 other
+two-digit training numbers with >= 20 training sequences; ``jersey_ray.data.split``) and listed
+in the table with their coverage. One model per phase.
 
 Without ``--data`` the built-in synthetic data covers every number 0-99, so every digit occurs
 in both places; on your own data, pass ``--data ROOT`` (and ``--heldout 94,27`` to choose).

@@ -5,7 +5,8 @@ The test split of such a cache holds only numbers seen in training; the ``unseen
 the held-out numbers. Per model: accuracy on seen test numbers, on unseen numbers, their
 difference (unseen - seen) with a bootstrap interval paired over seeds (each seed's two
 accuracies move together) that resamples tracks within each set, and the unseen set's per-digit
-accuracy (is the failure in the tens or the ones head?).
+accuracy (is the failure in the tens or the ones head?). Each held-out number is listed with
+its in-place coverage and each model's accuracy on it (:mod:`.heldout_numbers`).
 """
 
 from __future__ import annotations
@@ -130,9 +131,13 @@ def seen_vs_unseen(preds: RunPredictions, records: list[dict[str, Any]]) -> list
 def heldout_summary(
     sweep: dict[str, Any], preds: RunPredictions, records: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    from jersey_ray.results.heldout_numbers import details
+
     numbers = (sweep.get("data") or {}).get("heldout_numbers") or []
     return {
         "numbers": [str(n) for n in numbers],
         "method": METHOD,
         "comparisons": seen_vs_unseen(preds, records),
+        # each number's in-place coverage and accuracy, unseen vs the reference, renders seen
+        **details(sweep, preds, records),
     }
