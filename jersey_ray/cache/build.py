@@ -10,6 +10,11 @@ split ``write_parquet`` into ``<cache>/<split>/part-NNNNN.parquet`` (about 128 M
 per shard, uncompressed). The manifest is written last and the folder installed atomically
 (:mod:`jersey_ray.cache.store`).
 
+A full disk: before Ray starts, the free space at ``out`` is checked against the build's size
+(:func:`estimate_bytes`, the raw frames); a build that still runs out of space removes its
+temporary folder and raises :class:`~jersey_ray.disk_space.NoSpaceError` (one line: the path,
+the space needed and free). A cache that was already there is never touched by a failed build.
+
 Ray and Tune: the build runs on the driver before any trial exists, with the whole cluster
 free, and trials only read the Parquet with pyarrow (:mod:`jersey_ray.cache.loader`, no Ray
 Data), so the documented deadlock (trials holding every CPU while a Ray Data job inside them
@@ -53,6 +58,7 @@ from jersey_ray.cache.store import (
     splits_of,
 )
 from jersey_ray.config import DataConfig, to_dict
+from jersey_ray.disk_space import check_free, no_space_error
 from jersey_ray.progress import bar as progress_bar
 from jersey_ray.storage import is_uri, write_json
 
@@ -65,6 +71,7 @@ DECODE_BATCH = 32  # sequences per map_batches call (about 20 MB of frames at th
 # dictionary encoding put whole shards of (all distinct) frames into one dictionary page,
 # hashing every byte on write and costing a decoding copy on read: dictionaries only for the
 # repeated strings, and no min/max statistics (nothing filters on them).
+SPACE_HINT = "free space or use --out/--storage elsewhere"
 PARQUET_ARGS = {
     "compression": "none",
     "use_dictionary": ["jersey", "track"],
@@ -149,7 +156,8 @@ def _decode_all(plan: Plan, progress: bool):
 
     blocks = max(1, math.ceil(len(plan.items) / DECODE_BATCH))
     ds = ray.data.from_items(plan.items, override_num_blocks=blocks).map_batches(
-        decode_batch,
+        # its keyword-only arguments come through fn_kwargs, which Ray's type for fn ignores
+        decode_batch,  # type: ignore[arg-type]
         batch_size=DECODE_BATCH,
         batch_format="pyarrow",
         zero_copy_batch=True,
@@ -225,7 +233,8 @@ def _run_pipeline(plan: Plan, tmp: Path, progress: bool) -> list[dict[str, Any]]
 def _manifest(plan: Plan, meta: list[dict[str, Any]], shards: list[dict[str, Any]]) -> dict:
     by_seq = {item["seq_id"]: item for item in plan.items}
     skipped = [{"path": s.path, "reason": s.reason, "stage": "index"} for s in plan.index.skipped]
-    dropped, anchors, frames = [], [], defaultdict(int)
+    dropped, anchors = [], []
+    frames: defaultdict[tuple[str, str], int] = defaultdict(int)  # (jersey, split) -> frames
     for row in meta:
         item = by_seq[row["seq_id"]]
         failed = [f.split("\t", 2) for f in row["skipped"]]
@@ -270,7 +279,7 @@ def _start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     return True
 
 
@@ -294,9 +303,10 @@ def build_cache(
 
     Reuse: a cache at ``out`` with the same fingerprint whose shards all exist with their
     listed sizes is returned at once (``reused=True``; ``force`` rebuilds; the full sha256
-    check is :func:`verify_cache`, which every trial runs). Ray is started (``ray.init(
-    address=address)``) when this process has none and shut down afterwards; a running Ray is
-    reused and left running. A non-empty ``out`` that is not a cache is refused, never replaced.
+    check is :func:`verify_cache`, which a sweep's driver and a standalone trial run). Ray is
+    started (``ray.init(address=address)``) when this process has none and shut down
+    afterwards; a running Ray is reused and left running. A non-empty ``out`` that is not a
+    cache is refused, never replaced.
 
     Manifest (``manifest.json``): ``format``, ``fingerprint``, ``data`` (the DataConfig as
     built, root absolute and held-out numbers filled in), ``created``, ``sequences``, ``frames``,
@@ -317,6 +327,11 @@ def build_cache(
                 log.info("reusing cache %s (fingerprint %s...)", out, plan.fingerprint[:12])
             return CacheResult(out, manifest, True, 0.0, time.perf_counter() - start)
     check_out(out)
+    # before Ray starts; the shards are staged beside a local out, in TMPDIR for a URI
+    hint = SPACE_HINT
+    if not is_uri(out) and (old := leftovers(out)):
+        hint += f" (interrupted builds left {', '.join(old)}: delete them if no build is running)"
+    check_free(tempfile.gettempdir() if is_uri(out) else out, estimate_bytes(plan), hint)
     if progress and not is_uri(out):
         for leftover in leftovers(out):
             log.warning(
@@ -354,8 +369,8 @@ def _build(
         except OSError as err:
             raise CacheError(f"{out}: cannot create its parent folder ({err.strerror})") from None
         parent, tmp = None, dest.with_name(f"{dest.name}.tmp-{uuid.uuid4().hex[:12]}")
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         meta = _run_pipeline(plan, tmp, progress)
         manifest = _manifest(plan, meta, describe_shards(tmp))
         seconds = time.perf_counter() - begin
@@ -367,10 +382,24 @@ def _build(
             return manifest, False
         other = install_local(tmp, Path(out), plan.fingerprint, force)
         return (manifest, False) if other is None else (other, True)
-    except OSError as err:
-        raise CacheError(f"writing the cache {out} failed: {err}") from None
+    except Exception as err:
+        # A full disk: the partial build goes first, so the error tells the space a retry has.
+        shutil.rmtree(parent or tmp, ignore_errors=True)
+        full = no_space_error(err, tmp if parent else out, estimate_bytes(plan), SPACE_HINT)
+        if full is not None:
+            raise full from None
+        if isinstance(err, OSError):
+            raise CacheError(f"writing the cache {out} failed: {err}") from None
+        raise
     finally:
         shutil.rmtree(parent or tmp, ignore_errors=True)  # no-op after a local rename
+
+
+def estimate_bytes(plan: Plan) -> int:
+    """Disk space a build of ``plan`` needs: its raw frames (shards are uncompressed), a little
+    per sequence for the other columns and Parquet's pages, and the manifest."""
+    height, width = plan.data.size
+    return plan.frames_selected * height * width * 3 + len(plan.items) * 512 + 2**20
 
 
 def summary_line(out: str, manifest: dict[str, Any], reused: bool = False) -> str:

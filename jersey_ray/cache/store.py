@@ -5,6 +5,11 @@ shards. The manifest is written last, so a folder without one is never taken for
 :func:`data_config` reads the :class:`~jersey_ray.config.DataConfig` a cache was built with
 from its manifest: the one place a trial learns its data settings.
 
+Verification: :func:`verify_cache` hashes every shard (``cache verify``, a standalone trial).
+A sweep's driver runs it once through :func:`verify_for_trials`, whose token (the sha256 of the
+manifest it verified) lets every trial start, restarts included, run :func:`check_verified`:
+the manifest's digest and the shards' sizes, no hashing.
+
 Installing is atomic: a local build renames its temporary folder into place (an old cache is
 renamed aside first, then deleted; a concurrent identical build is detected and reused); a URI
 build uploads the shards first and the manifest last, then removes stale shards.
@@ -50,11 +55,17 @@ def cache_filesystem(cache: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 def read_manifest(cache: str | os.PathLike) -> dict[str, Any]:
     """The manifest of a cache; :class:`CacheError` when there is none or it is unreadable."""
+    return _read_manifest(cache)[0]
+
+
+def _read_manifest(cache: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """(manifest, sha256 of its bytes): the digest names exactly the manifest that was read."""
     fs, base = cache_filesystem(cache)
     path = f"{base}/{MANIFEST}"
     try:
         with fs.open_input_stream(path) as f:
-            manifest = json.loads(f.read())
+            raw = f.read()
+        manifest = json.loads(raw)
     except FileNotFoundError:
         raise CacheError(
             f"{cache}: not a cache (no {MANIFEST}; an interrupted build leaves none); build it "
@@ -68,7 +79,7 @@ def read_manifest(cache: str | os.PathLike) -> dict[str, Any]:
             f"{CACHE_FORMAT}; rebuild with `python -m jersey_ray.cache build ROOT --out {cache} "
             "--force`"
         )
-    return manifest
+    return manifest, hashlib.sha256(raw).hexdigest()
 
 
 def data_config(manifest: dict[str, Any]) -> DataConfig:
@@ -109,11 +120,42 @@ def verify_cache(cache: str | os.PathLike, *, quick: bool = False) -> dict[str, 
     :class:`CacheError` naming the bad shard.
     """
     manifest = read_manifest(cache)
+    _check_shards(cache, manifest, quick)
+    return manifest
+
+
+def verify_for_trials(cache: str | os.PathLike) -> str:
+    """The driver's full check of a cache (:func:`verify_cache`) before a sweep's trials; returns
+    the token that lets each trial check the same cache cheaply (:func:`check_verified`): the
+    sha256 of the very manifest bytes whose shards were hashed."""
+    manifest, digest = _read_manifest(cache)
+    _check_shards(cache, manifest, quick=False)
+    return digest
+
+
+def check_verified(cache: str | os.PathLike, token: str) -> dict[str, Any]:
+    """A trial's start-up check of a cache the driver verified in full (``token`` from
+    :func:`verify_for_trials`): the manifest's sha256 equals the token (the same build, not one
+    installed since) and every shard exists with the manifest's byte count; no shard is hashed.
+    Returns the manifest; :class:`CacheError` names what changed."""
+    manifest, digest = _read_manifest(cache)
+    if digest != token:
+        raise CacheError(
+            f"{cache}: its {MANIFEST} changed since the sweep verified the cache (rebuilt while "
+            "the sweep ran?); rerun the sweep with --resume to verify it again"
+        )
+    _check_shards(cache, manifest, quick=True)
+    return manifest
+
+
+def _check_shards(cache: str | os.PathLike, manifest: dict[str, Any], quick: bool) -> None:
     fs, base = cache_filesystem(cache)
     hint = _rebuild_hint(cache, manifest)
-    for shard in manifest["shards"]:
-        path, name = f"{base}/{shard['path']}", shard["path"]
-        info = fs.get_file_info(path)
+    shards = manifest["shards"]
+    # one listing call for all the sizes (one request per shard would be slow on object stores)
+    infos = fs.get_file_info([f"{base}/{shard['path']}" for shard in shards])
+    for shard, info in zip(shards, infos, strict=True):
+        path, name = info.path, shard["path"]
         if info.type != pafs.FileType.File:
             raise CacheError(f"{cache}: shard {name} is missing; {hint}")
         if info.size != shard["bytes"]:
@@ -134,7 +176,6 @@ def verify_cache(cache: str | os.PathLike, *, quick: bool = False) -> dict[str, 
             raise CacheError(
                 f"{cache}: shard {name} has {rows} rows, manifest says {shard['rows']}; {hint}"
             )
-    return manifest
 
 
 def reusable(cache: str, fingerprint_: str) -> dict[str, Any] | None:

@@ -4,12 +4,16 @@ every consumer of a trained model uses.
 ``best.pt`` = {"model" (the best-val weights), "train" and "data" (the TrainConfig and the
 cache's DataConfig as JSON), "epoch", "metrics" (val_* of that epoch, plus test_* in the final
 epoch's copy)}. ``last.pt`` is the full state (:func:`full_state`). Every file loads with
-``torch.load(weights_only=True)``. Checkpoints from before the data/train split of the configs
-(one ``config`` holding both) still load: :func:`configs_of` splits them.
+``torch.load(weights_only=True)``. Every file is written through a temporary name and a rename
+(:func:`save_checkpoint`, :class:`LocalReporter`): a full disk leaves the last good checkpoint
+as it was and ends with a one-line :class:`~jersey_ray.disk_space.NoSpaceError`. Checkpoints
+from before the data/train split of the configs (one ``config`` holding both) still load:
+:func:`configs_of` splits them.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -23,6 +27,7 @@ from torch import nn
 
 from jersey_ray import metrics as M
 from jersey_ray.config import ConfigError, DataConfig, TrainConfig, from_dict, to_dict, to_json
+from jersey_ray.disk_space import no_space_error, write_bytes_atomic
 from jersey_ray.errors import UserError
 from jersey_ray.models import build_model
 from jersey_ray.train.step import Step
@@ -38,6 +43,7 @@ runs, not what it computes)."""
 LEGACY_DATA_KEYS = {"data_root": "root", "size": "size", "max_frames": "max_frames",
                     "split_seed": "split_seed", "numbers": "numbers"}  # fmt: skip
 """Old single-config checkpoints: their data keys -> DataConfig fields (``cache`` is dropped)."""
+OUT_HINT = "free space, or resume with --out/--storage elsewhere (the last good checkpoint is kept)"
 
 
 @dataclass
@@ -60,8 +66,22 @@ class RunState:
             self.best_model = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def save_checkpoint(state: dict[str, Any], path: Path | str, hint: str = OUT_HINT) -> None:
+    """``torch.save`` that never leaves a half-written file under ``path``: serialized in memory,
+    written to a temporary name, renamed into place. On a full disk the file that was there
+    stays as it was and a :class:`~jersey_ray.disk_space.NoSpaceError` names ``path`` and the
+    bytes it needed (torch's own writer reports a full disk as an opaque RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getbuffer(), hint=hint)
+
+
 class LocalReporter:
-    """The reporter of a run without Ray: moves each epoch's checkpoint files into ``out_dir``."""
+    """The reporter of a run without Ray: moves each epoch's checkpoint files into ``out_dir``.
+
+    All files of an epoch are first staged under temporary names, then renamed into place, so a
+    full disk while staging leaves the previous epoch's ``best.pt`` and ``last.pt`` untouched and
+    consistent with each other (never a new best.pt beside an old last.pt)."""
 
     keeps_final_state = True
 
@@ -71,10 +91,23 @@ class LocalReporter:
 
     def __call__(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         if checkpoint_dir is not None:
-            for path in sorted(checkpoint_dir.iterdir()):
-                tmp = self.out_dir / f".{path.name}.tmp"
-                shutil.move(path, tmp)  # a rename on one file system, else a copy
-                os.replace(tmp, self.out_dir / path.name)  # atomic: never a half-written file
+            files = sorted(checkpoint_dir.iterdir())
+            needed = sum(p.stat().st_size for p in files)
+            staged: list[tuple[Path, Path]] = []
+            try:
+                for path in files:
+                    tmp = self.out_dir / f".{path.name}.tmp"
+                    staged.append((tmp, self.out_dir / path.name))
+                    shutil.move(path, tmp)  # a rename on one file system, else a copy
+            except OSError as err:
+                for tmp, _ in staged:
+                    tmp.unlink(missing_ok=True)
+                full = no_space_error(err, staged[-1][1], needed, hint=OUT_HINT)
+                if full is None:
+                    raise
+                raise full from None
+            for tmp, final in staged:
+                os.replace(tmp, final)  # atomic: never a half-written file
         if self.echo:
             print(epoch_line(metrics), flush=True)
 
