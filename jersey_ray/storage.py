@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from jersey_ray.disk_space import no_space_error
 from jersey_ray.errors import UserError
 
 
@@ -48,14 +49,21 @@ def write_json(location: str | os.PathLike, payload: Any, *, lines: bool = False
     """
     text = _text(payload, lines)
     if is_uri(location):
-        fs, path = filesystem(location)
-        with fs.open_output_stream(path) as out:
+        fs, key = filesystem(location)
+        with fs.open_output_stream(key) as out:
             out.write(text.encode())
         return
     path = Path(location)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+    except OSError as err:  # a full disk: the old file stays, no partial temporary file
+        tmp.unlink(missing_ok=True)
+        full = no_space_error(err, path, len(text.encode()))
+        if full is None:
+            raise
+        raise full from None
     os.replace(tmp, path)
 
 
@@ -80,3 +88,15 @@ def is_nonempty_folder(location: str | os.PathLike) -> bool:
     if info.type != pafs.FileType.Directory:
         raise UserError(f"{location} exists and is not a folder; pick another output folder")
     return bool(fs.get_file_info(pafs.FileSelector(path)))
+
+
+CREDENTIALS_HINT = (
+    "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, for an S3-compatible server, "
+    "AWS_ENDPOINT_URL (README, cluster section)"
+)
+
+
+def storage_problem(err: OSError) -> str:
+    """The first line of a pyarrow storage error, without its request ids."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text.split(" (Request ID:", 1)[0].rstrip(". ")

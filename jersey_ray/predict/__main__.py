@@ -36,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--run",
-        type=Path,
         metavar="RUN_DIR",
-        help="a sweep's run folder: the finished trial "
-        "with the best validation accuracy (never a test metric)",
+        help="a sweep's run folder or its URI (s3://bucket/runs/<name>: only the chosen "
+        "checkpoint is fetched): the finished trial with the best validation accuracy (never "
+        "a test metric)",
     )
     which.add_argument("--checkpoint", type=Path, metavar="PATH", help="a trial's best.pt")
     parser.add_argument("root", type=Path, metavar="ROOT", help="folder of tracklets")

@@ -1,5 +1,6 @@
 """``python -m jersey_ray.results RUN_DIR [--out DIR]`` (``jersey-ray collect``): a sweep's run
-folder into its table, figures and the results index."""
+folder into its table, figures and the results index. RUN_DIR may be a URI
+(``s3://bucket/runs/<name>``); the outputs are written locally (``results/<phase>/``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         "summary.json) and figures, from what the trials reported, and regenerate the results "
         "index (README.md in the parent of the output folder).",
     )
-    parser.add_argument("run_dir", type=Path, help="the sweep's run folder (results/runs/<name>)")
+    parser.add_argument(
+        "run_dir",
+        help="the sweep's run folder (results/runs/<name>) or its URI (s3://bucket/runs/<name>: "
+        "the small files are read, checkpoints stay there but the one the figures need)",
+    )
     parser.add_argument(
         "--out",
         type=Path,

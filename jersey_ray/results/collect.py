@@ -213,8 +213,8 @@ COMPARISON_METHOD = (
 
 def _sweep_meta(sweep: dict[str, Any]) -> dict[str, Any]:
     keys = ("name", "description", "reference", "models", "seeds", "epochs", "scheduler")
-    keys += ("gpus_per_trial", "cpus_per_trial", "hardware", "data", "started", "finished")
-    return {k: sweep.get(k) for k in keys}
+    more = ("gpus_per_trial", "cpus_per_trial", "hardware", "data", "started", "finished")
+    return {k: sweep.get(k) for k in keys + more}
 
 
 def build_summary(
@@ -224,7 +224,7 @@ def build_summary(
     ref_id = sweep.get("reference") or ""
     return {
         "phase": sweep["phase"],
-        "run_dir": run.path.as_posix(),
+        "run_dir": run.location,
         "n_seeds_declared": len(sweep.get("seeds") or []),
         "std": STD_LABEL,
         "sweep": _sweep_meta(sweep),
@@ -317,7 +317,9 @@ def _out_dir(run: Run, out_dir: Path | str | None) -> Path:
         return Path(out_dir)
     phase = run.sweep["phase"]
     if not phase or Path(phase).name != phase or phase in (".", ".."):
-        raise UserError(f"{run.path}/sweep.json: phase {phase!r} is not a folder name; pass --out")
+        raise UserError(
+            f"{run.location}/sweep.json: phase {phase!r} is not a folder name; pass --out"
+        )
     return Path("results") / phase
 
 
@@ -325,7 +327,9 @@ def collect(run_dir: Path | str, out_dir: Path | str | None = None) -> dict[str,
     """Write table.md, table.csv, summary.json and figures for one run; regenerate the index.
 
     ``out_dir`` defaults to ``results/<phase>/``; the index is ``README.md`` in its parent.
-    Returns the summary (as written to summary.json).
+    ``run_dir`` may be a URI (``s3://bucket/runs/<name>``): its small files are read, the
+    chosen trial's checkpoint alone is fetched for the analysis figures, and the outputs are
+    written locally all the same. Returns the summary (as written to summary.json).
     """
     run = read_run(run_dir)
     out = _out_dir(run, out_dir)

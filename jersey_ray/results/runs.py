@@ -1,7 +1,10 @@
 """Reading a sweep's run folder (run-folder contract): trials, their rows and how they ended.
 
 Only what the trials reported through Tune is read: ``sweep.json``, each trial's ``params.json``
-and ``result.json`` (JSON lines), ``error.txt`` and ``pruned.json``. A bad file or line is
+and ``result.json`` (JSON lines), ``error.txt`` and ``pruned.json``. A run in object storage
+(``s3://...``) is read the same way from a local copy of its small files
+(:mod:`.remote_run`); its checkpoints stay in storage until a reader chooses one
+(:func:`latest_checkpoint` fetches that one file). A bad file or line is
 skipped with a warning and counted in :attr:`Run.skipped`, so it shows up in the phase table.
 Every choice of a trial or configuration here is made on validation metrics.
 
@@ -20,6 +23,7 @@ from typing import Any
 
 from jersey_ray.errors import UserError
 from jersey_ray.metrics import BEST_VAL_ACC_NUMBER, EPOCH, TEST_ACC_NUMBER
+from jersey_ray.storage import is_uri
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,11 @@ class Trial:
     in_pruned_json: bool = False
     """The scheduler pruned the trial's configuration (``pruned.json``); set by
     :func:`read_run`."""
+    remote: str | None = None
+    """The trial folder's URI when the run is in object storage (``path`` is then its local
+    copy without checkpoints); set by :func:`read_run`."""
+    remote_checkpoints: tuple[str, ...] = ()
+    """``checkpoint_*/best.pt`` paths in ``remote``, sorted, not yet fetched."""
 
     @property
     def last(self) -> dict[str, Any]:
@@ -108,6 +117,14 @@ class Run:
     pruned: dict[str, dict[str, Any]]
     skipped: list[dict[str, str]]
     """``{"path", "reason"}`` for every file or line that could not be used."""
+    source: str | None = None
+    """The run's URI when it is in object storage (``path`` is then a local copy of its small
+    files)."""
+
+    @property
+    def location(self) -> str:
+        """Where the run is, as the user named it: its URI, else its folder."""
+        return self.source or self.path.as_posix()
 
 
 def record_skip(skipped: list[dict[str, str]], path: str, reason: str) -> None:
@@ -193,16 +210,17 @@ def _read_trial(run_dir: Path, params_path: Path, skipped: list[dict[str, str]])
     )
 
 
-def _read_sweep(run_dir: Path) -> dict[str, Any]:
+def _read_sweep(run_dir: Path, shown: str) -> dict[str, Any]:
     sweep_path = run_dir / "sweep.json"
+    shown = f"{shown}/sweep.json"  # the file as the user named its run (a URI stays one)
     if not sweep_path.is_file():
-        raise UserError(f"{sweep_path} not found: pass a sweep's run folder (results/runs/<name>/)")
+        raise UserError(f"{shown} not found: pass a sweep's run folder (results/runs/<name>/)")
     try:
         sweep = json.loads(sweep_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{sweep_path} is not valid JSON ({err}); re-run the sweep") from err
+        raise UserError(f"{shown} is not valid JSON ({err}); re-run the sweep") from err
     if not isinstance(sweep, dict) or not isinstance(sweep.get("phase"), str):
-        raise UserError(f"{sweep_path} has no 'phase'; it was not written by jersey-ray sweep")
+        raise UserError(f"{shown} has no 'phase'; it was not written by jersey-ray sweep")
     return sweep
 
 
@@ -218,9 +236,18 @@ def _read_pruned(run_dir: Path, skipped: list[dict[str, str]]) -> dict[str, dict
 
 
 def read_run(run_dir: Path | str) -> Run:
-    """Read a run folder. Bad trial files are skipped with a warning and listed in ``skipped``."""
+    """Read a run folder (a path or a URI). Bad trial files are skipped with a warning and
+    listed in ``skipped``."""
+    source = None
+    checkpoints: dict[str, tuple[str, ...]] = {}
+    if is_uri(run_dir):
+        from jersey_ray.results.remote_run import mirror_run
+
+        source = str(run_dir).rstrip("/")
+        mirror = mirror_run(source)
+        run_dir, checkpoints = mirror.local, mirror.checkpoints
     run_dir = Path(run_dir)
-    sweep = _read_sweep(run_dir)
+    sweep = _read_sweep(run_dir, source or run_dir.as_posix())
     skipped: list[dict[str, str]] = []
     pruned = _read_pruned(run_dir, skipped)
     trials = [
@@ -230,10 +257,13 @@ def read_run(run_dir: Path | str) -> Run:
     ]
     _assign_configs(trials)
     trials.sort(key=lambda t: (t.config, t.seed, t.dir))
-    run = Run(path=run_dir, sweep=sweep, trials=trials, pruned=pruned, skipped=skipped)
+    run = Run(run_dir, sweep, trials, pruned, skipped, source=source)
     names = searched_names(run)
     for trial in trials:
         trial.in_pruned_json = bool(pruned) and searched_key(trial, names) in pruned
+        if source is not None:
+            trial.remote = f"{source}/{trial.dir}"
+            trial.remote_checkpoints = checkpoints.get(trial.dir, ())
     return run
 
 
@@ -278,9 +308,17 @@ def best_config_on_validation(summary: dict[str, Any]) -> str | None:
 
 
 def latest_checkpoint(trial: Trial) -> Path | None:
-    """``best.pt`` of the trial's latest ``checkpoint_*`` folder (names are zero-padded)."""
+    """``best.pt`` of the trial's latest ``checkpoint_*`` folder (names are zero-padded); for a
+    run in object storage that one file is fetched into the local copy (no other checkpoint)."""
     found = sorted(trial.path.glob("checkpoint_*/best.pt"))
-    return found[-1] if found else None
+    if found:
+        return found[-1]
+    if trial.remote is None or not trial.remote_checkpoints:
+        return None
+    from jersey_ray.results.remote_run import fetch_file
+
+    rel = trial.remote_checkpoints[-1]
+    return fetch_file(f"{trial.remote}/{rel}", trial.path / rel)
 
 
 CHOICE_RULE = (
@@ -300,7 +338,7 @@ def chosen_checkpoint(run: Run) -> tuple[Trial, Path]:
             for s in sorted({t.status for t in run.trials})
         )
         raise UserError(
-            f"{run.path}: no finished trial to choose from ({status or 'no trials'}); "
+            f"{run.location}: no finished trial to choose from ({status or 'no trials'}); "
             "finish the sweep (--resume)"
         )
     path = latest_checkpoint(trial)
