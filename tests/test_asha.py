@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 import tempfile
@@ -203,6 +204,7 @@ def test_search_properties_and_bad_arguments():
     sched, _ = make()
     assert sched.set_search_properties(None, None)
     assert sched.set_search_properties(metrics.VAL_ACC_NUMBER, "max")
+    assert sched.set_search_properties(metrics.TUNE_METRIC, "max")  # TuneConfig's, for ranking
     assert not sched.set_search_properties(metrics.VAL_LOSS, "min")
     with pytest.raises(UserError, match="grace_period"):
         SeedAwareASHA(max_t=10, grace_period=0)
@@ -288,7 +290,8 @@ def test_failed_seed_is_named_missing_and_a_retry_is_waited_for():
     ctl.report(b[1], 1, 0.5)
     ctl.fail(b[1], retry=True)  # requeued: still a seed of b
     assert run_to(ctl, b[2], 2, 0.5) == PAUSE
-    assert ctl.start() is not None and "model=b" not in sched.decisions[2]
+    started = list(iter(ctl.start, None))  # the waiting "a" seeds, and the retry
+    assert b[1] in started and "model=b" not in sched.decisions[2]
     assert ctl.report(b[1], 2, 0.9) == STOP  # the retry went on from its checkpoint
     assert sched.pruned["model=b"]["seeds"] == [0, 1, 2] and not sched.pruned["model=b"]["missing"]
 
@@ -601,3 +604,121 @@ def test_sweep_cli_one_at_a_time_ends_cleanly_with_whole_configs(tmp_path):
     summary = json.loads((tmp_path / "results" / "tiny" / "summary.json").read_text())
     for record in summary["models"]:
         assert record["n_finished"] == (0 if record["pruned"] else 2), record
+
+
+# -- an honest controller: PAUSE waits for the checkpoint, retries wait for a release ---------
+
+
+def test_a_pause_holds_its_slot_until_the_checkpoint_is_saved():
+    _, ctl = make(max_t=4, grace=1, rf=2, max_concurrent=1)
+    ctl.defer_saves = True
+    a = [ctl.add(s, "a") for s in range(2)]
+    assert ctl.start() is a[0] and ctl.report(a[0], 1, 0.8) == PAUSE
+    assert a[0].status == Trial.RUNNING, "Tune pauses only once the checkpoint is saved"
+    assert ctl.start() is None, "the pausing seed still holds the only slot"
+    ctl.saved(a[0])
+    assert a[0].status == Trial.PAUSED
+    assert ctl.start() is a[1] and ctl.report(a[1], 1, 0.8) == CONTINUE
+    with pytest.raises(AssertionError, match="while waiting"):
+        ctl.report(a[0], 2, 0.8)  # the fake refuses what Tune cannot do: released, not started
+
+
+def test_a_config_pruned_while_a_seed_saves_stops_that_seed_once_paused():
+    sched, ctl = make(max_t=4, grace=1, rf=2)
+    ctl.defer_saves = True
+    good = [ctl.add(s, "good") for s in range(2)]
+    bad = [ctl.add(s, "bad") for s in range(2)]
+    for t in good:
+        run_to(ctl, t, 1, 0.8)
+        ctl.saved(t)
+    assert ctl.report(bad[0], 1, 0.2) == PAUSE  # its save is pending: still RUNNING
+    assert ctl.report(bad[1], 1, 0.2) == STOP
+    assert "model=bad" in sched.pruned and bad[0].status == Trial.RUNNING
+    ctl.saved(bad[0])
+    assert bad[0].status == Trial.PAUSED
+    started = list(iter(ctl.start, None))
+    assert bad[0] not in started and bad[0].status == Trial.TERMINATED
+    with pytest.raises(AssertionError, match="after it stopped"):
+        ctl.report(bad[0], 2, 0.2)
+
+
+def test_a_retried_seed_reports_only_once_the_scheduler_releases_it():
+    _, ctl = make(max_t=4, grace=1, rf=2)
+    a = [ctl.add(s, "a") for s in range(2)]
+    assert ctl.report(a[0], 1, 0.8) == PAUSE
+    ctl.start()  # nothing to release: a[0] waits at the rung
+    a1 = a[1]
+    a1.set_status(Trial.RUNNING)
+    ctl.fail(a1, retry=True)
+    with pytest.raises(AssertionError, match="retry not released"):
+        ctl.report(a1, 1, 0.8)
+    assert ctl.start() is a1 and ctl.report(a1, 1, 0.8) == CONTINUE
+    assert ctl.start() is a[0]
+
+
+def _flaky_sim(seed: int, save_lag: int, max_concurrent: int | None) -> tuple:
+    """Three configs x three seeds, a random arrival order, failures at random epochs: one
+    trial fails for good, one is retried, one crashes while its PAUSE is being saved."""
+    rng = random.Random(seed)
+    sched, ctl = make(max_t=8, grace=1, rf=2, max_concurrent=max_concurrent)
+    trials = [ctl.add(s, m) for s in range(3) for m in MEANS]
+    position = {t.trial_id: rng.random() for t in trials}
+    doomed, retried, crashed = rng.sample(trials, 3)
+    sim = Sim(
+        ctl, _acc, 8, key=lambda t, done: (position[t.trial_id], done), watch=Watch(2),
+        save_lag=save_lag, fail_at={doomed.trial_id: rng.randint(1, 8)},
+        retry_at={retried.trial_id: rng.randint(1, 8)}, fail_saving={crashed.trial_id},
+    )  # fmt: skip
+    return sched, ctl, sim.run(), (doomed, retried, crashed)
+
+
+@pytest.mark.parametrize("max_concurrent", [None, 1, 2])
+def test_failures_and_slow_saves_keep_every_decision_sound(max_concurrent):
+    """The invariants (Watch: each decision made once, on every seed, against the complete
+    configurations; no seed past an undecided rung; whole configs finish) over many orders."""
+    crashed_while_saving = 0
+    for seed in range(40):
+        sched, ctl, sim, (doomed, _, crashed) = _flaky_sim(seed, seed % 4, max_concurrent)
+        check_outcome(sched, ctl, sim.finished)
+        if max_concurrent:
+            assert sim.max_running <= max_concurrent
+        failed = {t for t, _, again in sim.failures if not again}
+        assert failed <= {doomed.trial_id}
+        assert [t.trial_id for t in ctl.trials if t.status == Trial.ERROR] == sorted(failed)
+        assert not ctl.saving and not ctl.requeued, "a pause or a retry never completed"
+        for t, epoch, again in sim.failures:
+            if again:  # retried from its checkpoint: every epoch reported once, in order
+                assert sim.progress.get(t, 0) >= epoch - 1
+        crashed_while_saving += any(t == crashed.trial_id for t, _, _ in sim.failures)
+    assert crashed_while_saving >= 10, "the crash-while-saving case is exercised"
+
+
+def test_restore_recovers_a_rung_value_the_state_file_missed(tmp_path):
+    """Tune uploads its experiment state and the scheduler's file in one sync, which a killed
+    driver can cut between them: the trial's checkpoint (and last result) is at the rung, the
+    file has no value there for it. Restored, it is recorded from the last result and the seed
+    waits again; without it, the seed's next epoch would be recorded at the rung."""
+    sched, ctl, sim = _interrupted(tmp_path)
+    waiting = _waiting(sched, ctl, sim)[0]
+    group, seed = ctl.group(waiting), str(waiting.config["seed"])
+    rung = sim.progress[waiting.trial_id]
+    staging = tmp_path / "session" / "driver_artifacts"
+    state = json.loads((staging / STATE_FILE).read_text())
+    value = state["recorded"][str(rung)][group].pop(seed)
+    (staging / STATE_FILE).write_text(json.dumps(state))
+
+    restored = SeedAwareASHA(max_t=6, grace_period=1, reduction_factor=2)
+    ctl2 = FakeController(restored, storage_root=tmp_path)
+    for t in ctl.trials:
+        if t.status != Trial.TERMINATED:
+            t.set_status(Trial.PENDING)
+        ctl2.readd(t)
+    assert restored.recorded[rung][group][seed] == value
+    assert restored.state() == sched.state()
+    released = list(iter(ctl2.start, None))
+    assert waiting not in released, "it waits for its siblings again"
+    ctl2.held = {t.trial_id for t in _waiting(sched, ctl, sim)}
+    resumed = Sim(ctl2, _acc, 6, watch=sim.watch)
+    resumed.progress = sim.progress
+    resumed.run()
+    check_outcome(restored, ctl2, resumed.finished)

@@ -159,7 +159,8 @@ class SeedAwareASHA(FIFOScheduler):
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Accept TuneConfig's metric/mode only when they agree with the fixed ones."""
-        return metric in (None, self._metric) and mode in (None, metrics.SELECTION_MODE)
+        accepted = (None, self._metric, metrics.TUNE_METRIC)  # TUNE_METRIC: for get_best_result
+        return metric in accepted and mode in (None, metrics.SELECTION_MODE)
 
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
         params = searched_params(trial)
@@ -173,6 +174,25 @@ class SeedAwareASHA(FIFOScheduler):
             state_file = Path(self._state_dir, STATE_FILE)
             if state_file.is_file():
                 self._load(state_file)
+        self._recover_rung_value(trial, group, seed)
+
+    def _recover_rung_value(self, trial: Trial, group: str, seed: str) -> None:
+        """A restored trial whose last result (in Tune's experiment state) is at an open rung
+        that the state file does not hold for it: the two files reach the storage in one sync,
+        which a killed driver can cut between them. Its checkpoint is that rung's, so record the
+        value there as :meth:`on_trial_result` did; it then waits for its siblings again instead
+        of recording its next epoch's value at the rung."""
+        last = trial.run_metadata.last_result  # not Trial.last_result: that one fills itself
+        epoch, value = last.get(self._time_attr), last.get(self._metric)
+        if epoch is None or value is None or metrics.TEST_ACC_NUMBER in last:
+            return
+        rung = self._open_rung(group, epoch)
+        if group in self.pruned or rung is None or rung != epoch:
+            return
+        if seed not in self.recorded[rung].get(group, {}):
+            log.warning("%s seed %s: its epoch %d value recovered from Tune's state", group, seed,
+                        rung)  # fmt: skip
+            self.recorded[rung].setdefault(group, {})[seed] = float(value)
 
     def on_trial_result(
         self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]

@@ -23,16 +23,33 @@ from typing import Any
 import ray
 from ray import tune
 
+from jersey_ray.disk_space import no_space_error
 from jersey_ray.sweep.settings import trial_config
 from jersey_ray.train.loop import load_data, train
 from jersey_ray.train.step import resolve_device
+
+STORAGE_HINT = (
+    "free space, or --resume the sweep with --storage elsewhere (its last good checkpoints are "
+    "kept)"
+)
 
 
 def _report(values: dict[str, Any], checkpoint_dir: Path | None) -> None:
     # The final epoch's checkpoint holds best.pt alone (train leaves last.pt out for reporters
     # that don't keep it), which keeps a 90-trial sweep's disk use modest.
     checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-    tune.report(values, checkpoint=checkpoint)
+    try:
+        tune.report(values, checkpoint=checkpoint)
+    except Exception as err:
+        # Tune copies the checkpoint into the storage; a full disk there fails this report, the
+        # checkpoint is not registered, and the retry starts from the last one that was: say so
+        # in one line (the trial's error.txt) instead of pyarrow's copy error.
+        needed = sum(p.stat().st_size for p in checkpoint_dir.iterdir()) if checkpoint_dir else 0
+        where = tune.get_context().get_trial_dir()
+        full = no_space_error(err, where, needed or None, STORAGE_HINT)
+        if full is None:
+            raise
+        raise full from err
 
 
 def _record_placement(out_dir: Path) -> None:
@@ -43,15 +60,30 @@ def _record_placement(out_dir: Path) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def run_trial(config: dict[str, Any], cache: str) -> None:
-    """Tune entry point: train one (model, seed, ...) configuration, resuming if Tune says so."""
+def _trial_dir() -> Path:
+    """Where this attempt writes its files. Tune's ``get_trial_dir()`` is the driver's staging
+    folder, which Tune's experiment sync uploads, but it exists on the driver's machine only;
+    on another node the trial writes into its working directory, which Ray makes there and
+    uploads on every report and at the end (``sync_artifacts``)."""
+    staging = Path(tune.get_context().get_trial_dir())
+    return staging if staging.is_dir() else Path.cwd()
+
+
+def run_trial(config: dict[str, Any], cache: str, verified: str | None = None) -> None:
+    """Tune entry point: train one (model, seed, ...) configuration, resuming if Tune says so.
+
+    ``verified``: the driver's token for a cache it hashed in full before the sweep
+    (:func:`~jersey_ray.cache.store.verify_for_trials`); the trial then checks only the
+    manifest's digest and the shard sizes, so a restart does not read the cache twice. Without
+    one the trial hashes every shard itself.
+    """
     # One INFO line per checkpoint, forwarded to the driver's console from every trial
     # (48 in the demo); the checkpoints are listed in each trial's folder.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = trial_config(config)
-    out_dir = Path(tune.get_context().get_trial_dir())
+    out_dir = _trial_dir()
     _record_placement(out_dir)
-    data = load_data(cache, resolve_device(cfg.device))
+    data = load_data(cache, resolve_device(cfg.device), verified)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         train(cfg, data, out_dir, report=_report, progress=False)
