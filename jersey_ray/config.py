@@ -12,6 +12,7 @@ checkpoint fails loudly instead of being ignored.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import types
 import typing
@@ -122,9 +123,16 @@ class TrainConfig:
     loss_weights: tuple[float, float] = (1.0, 1.0)
     """Weights of the tens and ones cross-entropy terms."""
     pretrained: str = "imagenet"
-    """Backbone weights: ``imagenet`` (torchvision/timm cache), ``none`` or a file path."""
+    """Backbone weights: ``imagenet`` (torchvision/timm cache), ``none`` or a file path; or a
+    run folder, trial folder or checkpoint of this project to fine-tune from (its matching
+    weights; a run's trial chosen on validation: :mod:`jersey_ray.models.warmstart`)."""
     augment: bool = True
     """Apply the reference's per-frame train augmentations (on the device)."""
+    splice: float = 0.0
+    """Digit splice (:mod:`jersey_ray.cache.splice`): the probability that a two-digit training
+    sequence of a batch is replaced by the left part of it and the right part of another
+    (labelled by the composed number, never a held-out one); 0 (off) keeps the report's
+    protocol. Train split only."""
     deterministic: bool = True
     """Deterministic kernels (cuDNN deterministic, no autotuning, torch's deterministic
     algorithms where they exist), as the reference set; off trades reproducibility for speed."""
@@ -159,6 +167,8 @@ class TrainConfig:
             raise ConfigError(f"profile_steps must be >= 0, got {self.profile_steps}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ConfigError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
+        if not 0.0 <= self.splice <= 1.0:
+            raise ConfigError(f"splice must be in [0, 1], got {self.splice}")
         if not 0.0 <= self.gpu_fraction <= 1.0:
             raise ConfigError(f"gpu_fraction must be in [0, 1], got {self.gpu_fraction}")
 
@@ -224,7 +234,8 @@ def from_json(cls: type[T], text: str) -> T:
 
 def replace(cfg: T, **changes: Any) -> T:
     """``dataclasses.replace`` with the same strictness as :func:`from_dict`."""
-    merged = {**dataclasses.asdict(cfg), **changes}
+    # T is always one of the config dataclasses; the TypeVar does not say so
+    merged = {**dataclasses.asdict(cfg), **changes}  # type: ignore[call-overload]
     return from_dict(type(cfg), merged)
 
 
@@ -268,8 +279,10 @@ class SweepSpec:
     synth: dict[str, Any] = field(default_factory=dict)
     """Generator arguments of the built-in synthetic data this sweep needs when no ``--data``
     is given (e.g. the numbers it must cover), over the preset's (its style and size)."""
-    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    """Extra grid axes over TrainConfig keys, e.g. ``{"lr": (1e-3, 3e-4)}``."""
+    axes: dict[str, Any] = field(default_factory=dict)
+    """Extra axes over TrainConfig keys: a tuple is a grid (``{"lr": (1e-3, 3e-4)}``), a Tune
+    domain is sampled (``{"lr": tune.loguniform(1e-4, 1e-2)}``, with ``search`` random or
+    optuna)."""
     scheduler: str = "fifo"
     """``fifo`` (every trial runs to its last epoch) or ``asha`` (prunes whole configurations)."""
     grace_period: int = 5
@@ -280,6 +293,17 @@ class SweepSpec:
     """Model id the table compares against, or ``best:<phase>`` (that phase's best on val)."""
     description: str = ""
     """One line shown in the table header and the results index."""
+    search: str = "grid"
+    """``grid`` (every combination of models and tuple axes), ``random`` (``num_samples`` draws
+    of the sampled axes, each crossed with the models and tuple axes) or ``optuna`` (Optuna's
+    TPE proposes ``num_samples`` configurations, the model among them; extra ``[optuna]``).
+    Every configuration runs all the seeds and a searcher learns from their seed mean
+    (:mod:`jersey_ray.sweep.search`)."""
+    num_samples: int = 1
+    """``random``/``optuna``: configurations to draw (each runs every seed); 1 for ``grid``."""
+    max_concurrent: int | None = None
+    """``random``/``optuna``: configurations in flight at once (each with all its seeds); None:
+    as many as the trial slots hold. Trials at once: the command line's ``--max-concurrent``."""
 
     def __post_init__(self) -> None:
         _check_choice("scheduler", self.scheduler, ("fifo", "asha"))
@@ -294,3 +318,100 @@ class SweepSpec:
         clash = sorted(set(self.axes) & {"model", "seed"})
         if clash:
             raise ConfigError(f"sweep {self.name!r}: use models/seeds, not axes, for {clash}")
+        _check_search(self)
+
+    @property
+    def sampled(self) -> dict[str, Any]:
+        """The axes that are sampled (Tune domains), not grids."""
+        return {k: v for k, v in self.axes.items() if not isinstance(v, (tuple, list))}
+
+    @property
+    def configurations(self) -> int:
+        """Configurations the sweep runs (each with every seed): the grid's combinations of
+        models and tuple axes, times ``num_samples`` draws for ``random``; ``num_samples`` for
+        ``optuna`` (at most: a repeated proposal is not run twice)."""
+        if self.search == "optuna":
+            return self.num_samples
+        n = len(self.models) * self.num_samples
+        for key, values in self.axes.items():
+            if key not in self.sampled:
+                n *= len(values)
+        return n
+
+
+SEARCHES = ("grid", "random", "optuna")
+
+
+def _check_search(spec: SweepSpec) -> None:
+    """One-line errors for a space the search cannot run (before any data work)."""
+    where = f"sweep {spec.name!r}"
+    _check_choice("search", spec.search, SEARCHES)
+    hints = typing.get_type_hints(TrainConfig)
+    for key, values in spec.axes.items():
+        _check_axis(where, key, values, hints[key])
+    sampled = sorted(spec.sampled)
+    if spec.num_samples < 1:
+        raise ConfigError(f"{where}: num_samples must be >= 1, got {spec.num_samples}")
+    if spec.max_concurrent is not None and spec.max_concurrent < 1:
+        raise ConfigError(f"{where}: max_concurrent must be >= 1, got {spec.max_concurrent}")
+    if spec.search == "grid":
+        if sampled:
+            raise ConfigError(
+                f"{where}: axes {', '.join(sampled)} are sampled (Tune domains) but search is "
+                "'grid'; set search='random' or 'optuna', or give them as tuples"
+            )
+        if spec.num_samples != 1 or spec.max_concurrent is not None:
+            raise ConfigError(
+                f"{where}: num_samples/max_concurrent need search='random' or 'optuna' (a grid "
+                "runs every combination once; cap trials at once with --max-concurrent)"
+            )
+        return
+    if not sampled:
+        raise ConfigError(
+            f"{where}: search {spec.search!r} needs a sampled axis, e.g. "
+            "axes={'lr': tune.loguniform(1e-4, 1e-2)}"
+        )
+    if spec.search == "optuna":
+        grids = sorted(set(spec.axes) - set(sampled))
+        if grids:
+            raise ConfigError(
+                f"{where}: Optuna samples every axis; give {', '.join(grids)} as "
+                "tune.choice([...]) instead of a tuple (a grid)"
+            )
+        if importlib.util.find_spec("optuna") is None:
+            raise ConfigError(f"{where}: search 'optuna' needs Optuna: pip install -e .[optuna]")
+
+
+def _check_axis(where: str, key: str, values: Any, hint: Any) -> None:
+    """A tuple (grid) of values of the key's type, or a Tune domain it can take."""
+    if isinstance(values, (tuple, list)):
+        if not values:
+            raise ConfigError(f"{where}: axis {key} is an empty grid")
+        for value in values:
+            _coerce(hint, value, f"{where}: axis {key}")
+        return
+    from ray.tune.search.sample import Categorical, Domain, Float, Integer
+
+    if not isinstance(values, Domain):
+        raise ConfigError(
+            f"{where}: axis {key} must be a tuple (a grid) or a Tune domain such as "
+            f"tune.loguniform(1e-4, 1e-2), got {values!r}"
+        )
+    if isinstance(values, (Float, Integer)):
+        numeric = (int, float) if isinstance(values, Integer) else (float,)
+        if hint not in numeric:
+            kind = "an integer" if isinstance(values, Integer) else "a float"
+            raise ConfigError(
+                f"{where}: axis {key} samples {kind} but {key} is {_type_name(hint)}; use "
+                f"tune.choice([...]) or a tuple"
+                + (" (or tune.randint for an int)" if hint is int else "")
+            )
+    elif isinstance(values, Categorical):
+        for value in values.categories:
+            _coerce(hint, value, f"{where}: axis {key}")
+    else:
+        raise ConfigError(f"{where}: axis {key}: unsupported Tune domain {values!r}")
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))

@@ -76,6 +76,12 @@ def tensorboard_tag(name: str) -> str:
 SELECTION_METRIC = VAL_ACC_NUMBER
 """The metric every model or checkpoint choice is made on. Never a test metric."""
 SELECTION_MODE = "max"
+TUNE_METRIC = BEST_VAL_ACC_NUMBER
+"""What Tune ranks trials on (TuneConfig's metric, with :data:`SELECTION_MODE`): the best-so-far
+of :data:`SELECTION_METRIC`, the product's choice on validation
+(:func:`jersey_ray.results.runs.choose_on_validation`), so that ``ResultGrid.get_best_result()``
+and ``predict --run`` name the same trial. Seed-aware ASHA still judges rungs on
+:data:`SELECTION_METRIC` at the rung's epoch."""
 
 BLANK = 10
 """Index of the tens head's "no tens digit" class."""

@@ -45,4 +45,6 @@ def bar(iterable: Any = None, *, file: IO[str] | None = None, **kwargs: Any) -> 
 def redraws(progress: tqdm) -> bool:
     """Whether ``progress`` redraws in place (a terminal): then a line printed beside it must
     clear the bar first and redraw it after."""
-    return not isinstance(getattr(progress, "fp", None), _Lines)  # disabled bars have no fp
+    fp = getattr(progress, "fp", None)  # disabled bars have no fp
+    # tqdm wraps the file it writes to (DisableOnWriteError): look at the file inside
+    return not isinstance(getattr(fp, "_wrapped", fp), _Lines)

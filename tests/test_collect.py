@@ -545,12 +545,15 @@ def test_report_check_phase_a_in_markdown(collected: tuple[Path, Path, dict]) ->
     assert urnn["ci_high"] == pytest.approx(
         -0.0072 + t_quantile(0.975, 4.66569) * 0.0019780, abs=1e-6
     )
-    assert urnn["significant"] is True
+    # Welch's p 0.0168 is the smallest of Phase A's 5: Holm x 5 = 0.0841, not significant
+    assert urnn["p_holm"] == pytest.approx(5 * urnn["p"]) and urnn["significant"] is False
     text = (out / "table.md").read_text()
     assert "sqrt(5/4) = ×1.1180" in text
     _, rows = md_table(text, "| Model (report) |")
     assert rows[1][0] == "UniRNN (final state)"
-    assert rows[1][2:] == ["-0.0072", "[-0.0124, -0.0020]", "4.7", "lower (significant)"]
+    assert rows[1][2:] == [
+        "-0.0072", "[-0.0124, -0.0020]", "4.7", "0.0168", "0.0841", "not significant",
+    ]  # fmt: skip
     assert "0 of 5 models have a higher mean than the baseline; 0 of them significantly." in text
 
 

@@ -173,7 +173,9 @@ def test_preflight_errors_are_one_line(tiny_root, tmp_path, extra, message):
     [
         (["--models", "basic_r18,foo"], "unknown model id 'foo'"),
         (["--epochs", "0"], "--epochs: expected a whole number >= 1"),
-        (["--gpus-per-trial", "1.5"], "must be a fraction of one GPU or a whole number"),
+        (["--gpus-per-trial", "1.5"], "a trial trains on one device; use a fraction <= 1"),
+        (["--gpus-per-trial", "2"], "--gpus-per-trial 2: a trial trains on one device"),
+        (["--set", "no_such_key=1"], "command line: unknown TrainConfig key(s) no_such_key"),
         (["--gpus-per-trial", "0.5"], "this machine has no GPU"),
         (["--set-nothing"], "unrecognized arguments"),
     ],
@@ -199,11 +201,12 @@ def test_corrupt_cache_is_refused_before_any_trial(tiny_root, tmp_path):
     # asserted: the sweep must refuse this very cache, not build another beside it
     from jersey_ray.cache.build import build_cache
     from jersey_ray.cache.plan import cache_location
-    from jersey_ray.sweep.__main__ import _with_root, build_parser
+    from jersey_ray.sweep.__main__ import build_parser, options_from_args
+    from jersey_ray.sweep.launch import with_root
     from jersey_ray.sweep.settings import FULL, resolve
 
-    opts = build_parser().parse_args(args("second"))
-    data = _with_root(resolve(load_sweep("phaseB"), FULL, opts), opts).data
+    opts = options_from_args(build_parser().parse_args(args("second")))
+    data = with_root(resolve(load_sweep("phaseB"), FULL, opts), opts).data
     cache = build_cache(data, cache_location(data, str(tmp_path / "results" / "cache")),
                         progress=False)  # fmt: skip
     shard = next(Path(cache.path).glob("train/*.parquet"))

@@ -576,6 +576,7 @@ def test_cli_data_builds_the_cache_sweeps_use(tmp_path, data, monkeypatch, capsy
     from jersey_ray.cache.plan import cache_location
     from jersey_ray.sweep import settings as sweep_settings
     from jersey_ray.sweep.__main__ import build_parser as sweep_parser
+    from jersey_ray.sweep.__main__ import options_from_args
 
     built = []
 
@@ -596,7 +597,8 @@ def test_cli_data_builds_the_cache_sweeps_use(tmp_path, data, monkeypatch, capsy
     assert record["cache"] == cache_location(train_data)
     assert "files in" in capsys.readouterr().out
     args: argparse.Namespace = sweep_parser().parse_args(["phaseB", *data_flags])
-    sweep = sweep_settings.resolve(sweep_settings.load_sweep("phaseB"), sweep_settings.FULL, args)
+    opts = options_from_args(args)
+    sweep = sweep_settings.resolve(sweep_settings.load_sweep("phaseB"), sweep_settings.FULL, opts)
     assert cache_location(sweep.data) == cache_location(train_data)
 
 

@@ -33,10 +33,11 @@ import pyarrow.parquet as pq
 import torch
 
 from jersey_ray.cache.augment import to_model_input
+from jersey_ray.cache.splice import splice_batch
 from jersey_ray.cache.store import MANIFEST, CacheError, cache_filesystem, data_config, verify_cache
 
 DEFAULT_BATCH_SIZE = 64
-_VERIFIED: dict[tuple, dict] = {}
+_VERIFIED: dict[tuple, tuple[dict, tuple]] = {}
 
 
 @dataclass
@@ -102,14 +103,21 @@ def keep_freed_host_memory() -> None:
     libc.mallopt(m_trim_threshold, (1 << 31) - 1)
 
 
-def load_split(cache: str | os.PathLike, split: str, device: str | torch.device) -> SplitData:
+def load_split(
+    cache: str | os.PathLike,
+    split: str,
+    device: str | torch.device,
+    manifest: dict | None = None,
+) -> SplitData:
     """Read one split of a verified cache into device tensors (see the module docstring).
 
+    ``manifest``: the cache's manifest as the caller already verified it (a trial's
+    :func:`~jersey_ray.train.loop.load_data`); without one the cache is verified here.
     On a CPU device this also calls :func:`keep_freed_host_memory` (process-wide malloc
     tuning that makes the per-batch float buffers reusable).
     """
     device = torch.device(device)
-    manifest = _verified_manifest(cache)
+    manifest = manifest if manifest is not None else _verified_manifest(cache)
     if split not in manifest["counts"]["splits"]:
         have = ", ".join(manifest["counts"]["splits"])
         raise CacheError(f"{cache}: no split {split!r}; the cache has {have}")
@@ -203,13 +211,21 @@ def iter_batches(
     generator: torch.Generator | None = None,
     augment: bool = False,
     aug_generator: torch.Generator | None = None,
+    splice: float = 0.0,
+    forbidden: frozenset[tuple[int, int]] = frozenset(),
+    splice_generator: torch.Generator | None = None,
 ) -> Iterator[Batch]:
     """One epoch of batches (drop_last False). See the module docstring.
 
     ``frames`` caps the frames taken per sequence, from the anchor on (a model's
     ``input_frames``; None: all). ``generator`` (CPU) draws the shuffle; without one, torch's
     global generator does. ``aug_generator`` must live on the frames' device when ``augment``.
+    ``splice`` > 0 (training only) splices two-digit sequences with a CPU ``splice_generator``,
+    never composing a ``forbidden`` (tens, ones) label (:mod:`jersey_ray.cache.splice`); a
+    spliced row keeps its ``index`` (the left part's row).
     """
+    if splice > 0 and splice_generator is None:
+        raise ValueError("splice > 0 needs a CPU torch.Generator (splice_generator)")
     n = len(data)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -226,17 +242,30 @@ def iter_batches(
     frame_idx_dev = _to_device(frame_idx, device)
     lengths_dev = _to_device(lengths, device)
     steps = torch.arange(int(lengths.max()), device=device)
+    labels = (data.tens.cpu()[order], data.ones.cpu()[order]) if splice > 0 else None
     for b0 in range(0, n, batch_size):
         b1 = min(b0 + batch_size, n)
         f0, f1 = (ends[b0 - 1] if b0 else 0), ends[b1 - 1]
         t = int(lengths[b0:b1].max())
         raw = data.frames.index_select(0, frame_idx_dev[f0:f1])
         rows = order_dev[b0:b1]
+        tens, ones = data.tens.index_select(0, rows), data.ones.index_select(0, rows)
+        mask = steps[:t].unsqueeze(0) < lengths_dev[b0:b1].unsqueeze(1)
+        n_frames = f1 - f0
+        if labels is not None:
+            assert splice_generator is not None  # splice > 0: checked above
+            out = splice_batch(
+                raw, lengths[b0:b1], tens, ones, splice, forbidden, splice_generator,
+                labels=(labels[0][b0:b1], labels[1][b0:b1]),
+            )  # fmt: skip
+            raw, ones, n_frames = out.frames, out.ones, int(out.lengths.sum())
+            t = int(out.lengths.max())
+            mask = steps[:t].unsqueeze(0) < _to_device(out.lengths, device).unsqueeze(1)
         yield Batch(
             frames=to_model_input(raw, augment=augment, generator=aug_generator),
-            mask=steps[:t].unsqueeze(0) < lengths_dev[b0:b1].unsqueeze(1),
-            tens=data.tens.index_select(0, rows),
-            ones=data.ones.index_select(0, rows),
+            mask=mask,
+            tens=tens,
+            ones=ones,
             index=order[b0:b1],
-            n_frames=f1 - f0,
+            n_frames=n_frames,
         )

@@ -161,7 +161,8 @@ def reference_predictions(
     if ref["source"] == "this run":
         return preds.get(ref["config"]), ""
     run_dir = ref.get("run_dir")
-    if not run_dir or not (Path(run_dir) / "sweep.json").is_file():
+    remote = "://" in str(run_dir)  # a run in object storage: read_run fetches its small files
+    if not run_dir or (not remote and not (Path(run_dir) / "sweep.json").is_file()):
         return None, f"the reference's run folder ({run_dir}) is not here"
     try:
         other = read_run(run_dir)
@@ -287,8 +288,9 @@ def compare_to_reference(
 
 
 def report_check(phase: str) -> dict[str, Any] | None:
-    """The report's own Table numbers against its baseline, with Welch's interval (the report
-    gives only means and stds)."""
+    """The report's own Table numbers against its baseline, with Welch's interval and p (the
+    report gives only means and stds); the verdicts are Holm-adjusted over the table's rows
+    (:func:`adjust`), as every other verdict of the tables."""
     baseline_id = reference.REPORT_BASELINE.get(phase)
     if baseline_id is None:
         return None
@@ -310,6 +312,7 @@ def report_check(phase: str) -> dict[str, Any] | None:
             continue
         result = welch(stats(row), stats(base))
         rows.append({"id": row.model_id, "display": row.display, **result})
+    adjust(rows)
     return {
         "table": reference.PHASE_TABLE[phase],
         "baseline": baseline_id,
@@ -318,6 +321,8 @@ def report_check(phase: str) -> dict[str, Any] | None:
         "baseline_std_sample": stats(base)[1],
         "n": n,
         "method": "welch",
+        "p_adjust": "holm",
+        "alpha": ALPHA,
         "std_conversion": f"sample std = report std x sqrt({n}/{n - 1})",
         "rows": rows,
         "higher_mean": sum(r["diff"] > 0 for r in rows),

@@ -148,15 +148,19 @@ def report_check_section(check: dict[str, Any] | None) -> list[str]:
         f"{stats.CI_METHOD}, n = {check['n']} per side (only the report's means and stds "
         "exist, so no bootstrap). The report's std is the population std (ddof 0): "
         f"{check['std_conversion']} = ×{math.sqrt(check['n'] / (check['n'] - 1)):.4f}. "
-        "Report means are rounded to 4 decimals.",
+        "Report means are rounded to 4 decimals. p: Welch's two-sided p; p (Holm): adjusted "
+        "by Holm's method over this table's rows, as every verdict in these tables; a "
+        f"difference is significant only when p (Holm) < {stats.ALPHA:g} (the interval is "
+        "unadjusted).",
         "",
-        f"| Model (report) | id | Δ acc_number | {level()} CI | df | Verdict |",
-        "|" + "---|" * 6,
+        f"| Model (report) | id | Δ acc_number | {level()} CI | df | p | p (Holm) | Verdict |",
+        "|" + "---|" * 8,
     ]
     for r in check["rows"]:
         lines.append(
             f"| {r['display']} | `{r['id']}` | {signed(r['diff'])} "
             f"| {interval(r['ci_low'], r['ci_high'])} | {num(r['df'], '.1f')} "
+            f"| {pvalue(r.get('p'))} | {pvalue(r.get('p_holm'))} "
             f"| {verdict(r['diff'], r['significant'], r.get('p', 0.0))} |"
         )
     lines += [
@@ -257,4 +261,6 @@ def heldout_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(_majority_heldout(summary["majority_class"]))
     notes = [f"- `{e['model']}`: {e['note']}." for e in held["comparisons"] if e.get("note")]
-    return [*lines, *(["", *notes] if notes else []), ""]
+    from jersey_ray.results.heldout_numbers import number_lines  # it formats with this module
+
+    return [*lines, *(["", *notes] if notes else []), "", *number_lines(held, rows)]

@@ -1,8 +1,10 @@
 """``python -m jersey_ray.sweep {phase0,phaseA,phaseB,all,<sweep>}``: the product's main command.
 
-Resolves the settings (:mod:`jersey_ray.sweep.settings`), runs the cheap checks, generates the
-built-in synthetic data when no ``--data`` is given, then runs each sweep
-(:mod:`jersey_ray.sweep.run`) and prints its table.
+Parses the command line into :class:`~jersey_ray.sweep.options.RunOptions` (argparse lives only
+here), resolves the settings (:mod:`jersey_ray.sweep.settings`), runs the cheap checks,
+generates the built-in synthetic data when no ``--data`` is given, then runs each sweep
+(:mod:`jersey_ray.sweep.launch`, :mod:`jersey_ray.sweep.execute`) and prints its table. The Python
+API (:func:`jersey_ray.sweep.run`) takes the same steps.
 """
 
 from __future__ import annotations
@@ -13,19 +15,12 @@ import sys
 from pathlib import Path
 
 from jersey_ray import cli
-from jersey_ray.config import replace
-from jersey_ray.errors import UserError, run_cli
-from jersey_ray.sweep import preflight, trackers, tuner
-from jersey_ray.sweep.run import RUNS_DIR, finish, run_sweep
-from jersey_ray.sweep.settings import (
-    FULL,
-    QUICK,
-    Settings,
-    demo_preset,
-    load_sweep,
-    resolve,
-    synthetic_root,
-)
+from jersey_ray.errors import run_cli
+from jersey_ray.sweep import launch, trackers
+from jersey_ray.sweep.execute import RUNS_DIR, finish
+from jersey_ray.sweep.options import RUNNER_KEYS, RunOptions, model_ids
+from jersey_ray.sweep.settings import load_sweep, resolve
+from jersey_ray.train.__main__ import parse_sets
 
 PHASES = ("phase0", "phaseA", "phaseB")
 
@@ -48,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the demo: --quick on a CPU, full-size synthetic data where a CUDA GPU is visible",
     )
-    p.add_argument("--models", help="comma-separated model ids (default: the sweep's)")
+    p.add_argument(
+        "--models", type=model_ids, help="comma-separated model ids (default: the sweep's)"
+    )
     p.add_argument("--seeds", type=cli.ints, help="comma-separated seeds (default: the sweep's)")
     p.add_argument("--epochs", type=cli.positive_int, help="epochs per trial (default: 30)")
     p.add_argument(
@@ -64,12 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="record STEPS training steps of every trial with torch.profiler (trial/profile/)",
     )
     p.add_argument("--grace-period", type=cli.positive_int, help="ASHA's first rung in epochs")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other TrainConfig field for every trial, e.g. --set deterministic=false "
+        "(repeatable; JSON values; as python -m jersey_ray.train --set)",
+    )
     cli.add_data_options(p)
     r = p.add_argument_group("resources and runs")
-    r.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default: fit)")
+    r.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        help="GPU fraction per trial, at most 1: a trial trains on one device (default: fit)",
+    )
     r.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: fill GPU slots)")
     r.add_argument("--max-concurrent", type=cli.positive_int, help="cap on trials at once")
-    r.add_argument("--max-failures", type=int, default=2, help="retries per trial (default: 2)")
+    r.add_argument(
+        "--max-failures",
+        type=int,
+        default=RunOptions.max_failures,
+        help=f"retries per trial (default: {RunOptions.max_failures})",
+    )
     r.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     r.add_argument("--address", help="Ray cluster address (auto or HOST:PORT; default: local)")
     r.add_argument("--storage", help=f"results root, a path or URI (default: {RUNS_DIR})")
@@ -83,52 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _gpus_here() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """The parsed command line as :class:`RunOptions` (``--set`` pairs parsed and checked as
+    ``train``'s are)."""
+    names = [f.name for f in dataclasses.fields(RunOptions) if f.name != "overrides"]
+    given = {name: getattr(args, name) for name in names}
+    return RunOptions(**given, overrides=parse_sets(args.set, RUNNER_KEYS))
 
 
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
+        opts = options_from_args(args)
         names = list(PHASES) if args.sweep == "all" else [args.sweep]
-        preset = QUICK if args.quick else demo_preset(_gpus_here()) if args.demo else FULL
+        preset = launch.choose_preset(opts)
         print(f"preset {preset.name}: {preset.description}")
-        if args.data is not None:
-            print(f"data: {args.data}")
-        all_settings = [resolve(load_sweep(n), preset, args) for n in names]
-        if args.data is not None and not args.data.is_dir():
-            raise UserError(
-                f"--data {args.data} is not a folder; expected ROOT/<jersey>/<track>/<seq>/*.jpg"
-            )
-        preflight.check_request(args.gpus_per_trial, bool(args.address), _gpus_here())
-        storage = tuner.storage_root(args.storage, RUNS_DIR)
-        planned = []
-        for settings in all_settings:
-            name = args.name or settings.spec.name
-            if args.name and len(all_settings) > 1:
-                name = f"{args.name}-{settings.spec.name}"
-            exp_path = f"{storage}/{name}"
-            tuner.init_ray(args.address)
-            preflight.check_experiment(exp_path, args.resume)
-            weights = {m: cfg.pretrained for m, cfg in settings.train.items()}
-            n_params = preflight.check_models(settings.spec.models, weights)
-            planned.append((settings, name, exp_path, n_params))
+        if opts.data is not None:
+            print(f"data: {opts.data}")
+        all_settings = [resolve(load_sweep(n), preset, opts) for n in names]
         status = 0
-        for settings, name, exp_path, n_params in planned:
-            settings = _with_root(settings, args)
-            run_sweep(settings, args, exp_path, n_params)
-            status |= finish(exp_path, str(Path("results") / name))
+        for planned in launch.plan_sweeps(all_settings, opts):
+            launch.start(planned, opts)
+            status |= finish(planned.exp_path, str(planned.out))
         return status
 
     return run_cli(body)
-
-
-def _with_root(settings: Settings, args: argparse.Namespace) -> Settings:
-    """The settings with the data root: ``--data``, or the built-in synthetic data set."""
-    root = args.data if args.data is not None else synthetic_root(settings)
-    return dataclasses.replace(settings, data=replace(settings.data, root=str(root)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What a person watching a sweep sees: one line when a trial starts and when it ends, errors and
 retries as they happen, and one progress bar over every epoch the sweep plans (with its ETA).
 
-It is a Tune callback; Tune's own status table is shown only with ``--verbose``. Every line
+It is a Tune callback; Tune's own status table is shown only with ``--verbose``. The bar is
+tidy in a log file (:mod:`jersey_ray.progress`) and tqdm's notebook-aware one in Jupyter. Every line
 comes from what trials report (the same names as ``result.json``), never from logs.
 """
 
@@ -18,6 +19,14 @@ from jersey_ray.sweep.settings import trial_config
 
 TIME_TOTAL_S = "time_total_s"
 """Tune's wall time of a trial so far, in its results."""
+
+
+def in_notebook() -> bool:
+    """Whether the driver runs in a Jupyter kernel (a notebook redraws a bar in place although
+    its streams are no terminal). IPython is not imported for the question: a kernel has it."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def _name(trial: Any) -> str:
@@ -50,7 +59,7 @@ class Console(Callback):
         self._planned = planned
         self._epochs: dict[str, int] = {}
         self._started: set[str] = set()
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar while the sweep runs
 
     def _say(self, text: str) -> None:
         live = self._bar is not None and redraws(self._bar)
@@ -60,8 +69,19 @@ class Console(Callback):
         if live:
             self._bar.refresh()
 
-    def setup(self, **info: Any) -> None:
-        self._bar = bar(total=self._planned, desc="sweep", unit="epoch", file=sys.stderr)
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        if in_notebook():
+            from tqdm.auto import tqdm  # a widget where ipywidgets is installed, else plain text
+
+            self._bar = tqdm(total=self._planned, desc="sweep", unit="epoch")
+        else:
+            self._bar = bar(total=self._planned, desc="sweep", unit="epoch", file=sys.stderr)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         name = _name(trial)

@@ -1,9 +1,9 @@
 """Checks a sweep runs before any expensive work, and the resources each trial gets.
 
-Cheap checks come first (:func:`check_request`: the GPU share asked for; the experiment folder;
-model ids and weights), then the cache is built, then :func:`plan_trials` sizes the trials on
-the cluster as it is (:mod:`jersey_ray.sweep.resources`) and refuses a GPU share that cannot
-hold one.
+Cheap checks come first (:func:`check_request`: the GPU share asked for; :func:`check_storage`:
+a URI storage's bucket and credentials; the experiment folder; model ids and weights), then the
+cache is built, then :func:`plan_trials` sizes the trials on the cluster as it is
+(:mod:`jersey_ray.sweep.resources`) and refuses a GPU share that cannot hold one.
 """
 
 from __future__ import annotations
@@ -15,20 +15,30 @@ from typing import Any
 
 from jersey_ray.config import DataConfig
 from jersey_ray.errors import UserError
-from jersey_ray.storage import is_nonempty_folder, is_uri
+from jersey_ray.storage import (
+    CREDENTIALS_HINT,
+    filesystem,
+    is_nonempty_folder,
+    is_uri,
+    storage_problem,
+)
 from jersey_ray.sweep import resources
 from jersey_ray.sweep.resources import Plan
 
 
 def check_request(gpus_per_trial: float | None, cluster: bool, gpus_present: float) -> None:
-    """Refuse a GPU share that is not a fraction or a whole number, or one asked for on a
-    machine without a GPU (on a cluster, GPU workers may still be starting: trusted)."""
+    """Refuse a GPU share that is not a fraction of one GPU (a trial trains on one device: a
+    second GPU would idle), or one asked for on a machine without a GPU (on a cluster, GPU
+    workers may still be starting: trusted)."""
     if gpus_per_trial is None:
         return
     share = gpus_per_trial
-    if share < 0 or (share > 1 and share != int(share)):
+    if share < 0:
+        raise UserError(f"--gpus-per-trial must be a fraction of one GPU (0 to 1), got {share:g}")
+    if share > 1:
         raise UserError(
-            f"--gpus-per-trial must be a fraction of one GPU or a whole number, got {share:g}"
+            f"--gpus-per-trial {share:g}: a trial trains on one device; use a fraction <= 1 "
+            "(0.5 runs two trials per GPU; more GPUs run more trials at once, not one faster)"
         )
     if share > 0 and not cluster and not gpus_present:
         raise UserError(
@@ -156,3 +166,37 @@ def display(path: str) -> str:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return path
+
+
+STORAGE_CHECK = ".jersey_ray_write_check"
+"""The object :func:`check_storage` writes and deletes under a URI storage root."""
+
+
+def check_storage(location: str) -> None:
+    """Refuse URI storage this process cannot write, as one line, before any data work.
+
+    The bucket must exist (``get_file_info`` on an object store's bucket asks the server) and
+    a small object must be writable and deletable under ``location``: wrong credentials, a
+    missing bucket or a read-only key fail here, not after the cache build. Local paths pass
+    (their folders are created as needed).
+    """
+    import pyarrow.fs as pafs
+
+    if not is_uri(location):
+        return
+    fs, path = filesystem(location)
+    try:
+        if fs.type_name in ("s3", "gcs"):
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise UserError(
+                    f"{location}: bucket {bucket!r} does not exist; create it or fix --storage"
+                )
+        probe = f"{path.rstrip('/')}/{STORAGE_CHECK}"
+        with fs.open_output_stream(probe) as out:
+            out.write(b"jersey-ray checks that it can write here\n")
+        fs.delete_file(probe)
+    except OSError as err:
+        raise UserError(
+            f"{location}: cannot access it ({storage_problem(err)}); {CREDENTIALS_HINT}"
+        ) from None

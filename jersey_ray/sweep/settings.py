@@ -3,7 +3,8 @@
 Order (later wins), for each of the three configs:
 
 - :class:`~jersey_ray.config.TrainConfig`: defaults < the model's phase protocol < sweep file
-  ``train`` < preset ``train`` < command line (``--epochs``, ``--pretrained``);
+  ``train`` < preset ``train`` < command line (``--set KEY=VALUE``, then ``--epochs``,
+  ``--pretrained``; the Python API's ``overrides`` and options are this layer too);
 - :class:`~jersey_ray.config.DataConfig`: defaults < sweep file ``data`` < preset ``data`` <
   command line (``--data``, ``--size``, ...);
 - :class:`~jersey_ray.config.SweepSpec` (models, seeds, scheduler): the sweep file < preset <
@@ -19,10 +20,7 @@ and every trial's ``config.json`` holds the trial's resolved configs.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,8 @@ from jersey_ray.config import (
 )
 from jersey_ray.errors import UserError
 from jersey_ray.models import get_spec, protocol
+from jersey_ray.sweep import sweep_files
+from jersey_ray.sweep.options import RunOptions
 
 SYNTH_DIR = Path("results/data")
 log = logging.getLogger(__name__)
@@ -153,61 +153,48 @@ class Settings:
 
 
 def load_sweep(name: str) -> SweepSpec:
-    """``sweeps/<name>.py`` (the ``sweeps`` package) or a path to a ``.py`` file."""
-    if name.endswith(".py"):
-        path = Path(name)
-        if not path.is_file():
-            raise UserError(f"sweep file {path} does not exist")
-        spec = importlib.util.spec_from_file_location(f"sweeps_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(f"sweeps.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"sweeps.{name}":
-                raise
-            raise UserError(
-                f"no sweep {name!r}: choose all, one of {', '.join(available_sweeps())}, "
-                "or pass a path to a sweep file"
-            ) from None
-    sweep = getattr(module, "SWEEP", None)
-    if not isinstance(sweep, SweepSpec):
-        raise UserError(f"sweep {name!r} must define SWEEP = SweepSpec(...)")
-    return sweep
+    """Sweep ``name`` (``<name>.py`` on the sweeps search path) or a path to a ``.py`` file:
+    :mod:`jersey_ray.sweep.sweep_files` says where it is looked for."""
+    return sweep_files.load(name)
 
 
 def available_sweeps() -> list[str]:
-    import sweeps
-
-    folder = Path(sweeps.__file__).parent
-    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    """Every sweep name on the sweeps search path."""
+    return sweep_files.available()
 
 
-def _cli_layers(args: argparse.Namespace) -> tuple[dict, dict, dict]:
-    """(train, data, sweep) overrides the command line gives (only what was given)."""
-    train = {"epochs": args.epochs, "pretrained": args.pretrained, "profile_steps": args.profile}
+def _cli_layers(opts: RunOptions) -> tuple[dict, dict, dict]:
+    """(train, data, sweep) overrides the command line (or the API's options) gives: only what
+    was given. ``--set`` keys come first, the named options above them (they cannot clash:
+    :func:`~jersey_ray.sweep.options.check_overrides`)."""
+    named = {"epochs": opts.epochs, "pretrained": opts.pretrained, "profile_steps": opts.profile}
+    train = {**opts.overrides, **{k: v for k, v in named.items() if v is not None}}
     sweep = {
-        "models": tuple(m for m in args.models.split(",") if m) if args.models else None,
-        "seeds": args.seeds,
-        "scheduler": args.scheduler,
-        "grace_period": args.grace_period,
+        "models": opts.models,
+        "seeds": opts.seeds,
+        "scheduler": opts.scheduler,
+        "grace_period": opts.grace_period,
     }
-    data = cli.data_overrides(args)
-    if args.data is not None:
-        data["root"] = str(args.data)
-    drop_none = lambda d: {k: v for k, v in d.items() if v is not None}  # noqa: E731
-    return drop_none(train), data, drop_none(sweep)
+    data = cli.data_overrides(opts)  # type: ignore[arg-type]  # the data flags' attributes
+    if opts.data is not None:
+        data["root"] = str(opts.data)
+    return train, data, {k: v for k, v in sweep.items() if v is not None}
 
 
 def _sources(prefix: str, sources: dict[str, str]) -> dict[str, str]:
     return {f"{prefix}.{k}": v for k, v in sources.items()}
 
 
-def resolve(spec: SweepSpec, preset: Preset, args: argparse.Namespace) -> Settings:
-    """The sweep's settings in the documented order; unknown ids and bad values fail here,
-    before any data is generated or any cache built."""
-    cli_train, cli_data, cli_sweep = _cli_layers(args)
+def resolve(spec: SweepSpec, preset: Preset, opts: RunOptions) -> Settings:
+    """The sweep's settings in the documented order; unknown ids, unknown or clashing
+    ``--set`` keys and bad values fail here, before any data is generated or any cache built."""
+    cli_train, cli_data, cli_sweep = _cli_layers(opts)
+    clash = sorted(set(opts.overrides) & set(spec.axes))
+    if clash:
+        raise UserError(
+            f"--set/overrides {', '.join(clash)}: an axis of sweep {spec.name!r} (the sweep file "
+            "gives its values); drop it, or edit the sweep's axes"
+        )
     try:
         spec = dataclasses.replace(spec, **{**preset.sweep, **cli_sweep})
     except TypeError as err:  # a preset naming a field SweepSpec lacks: a programming error
@@ -224,8 +211,9 @@ def resolve(spec: SweepSpec, preset: Preset, args: argparse.Namespace) -> Settin
         overrides.update(values)
     train, sources = {}, {}
     for model in spec.models:
-        train[model] = trial_config({**overrides, "model": model})
+        # layer by layer first: a bad key or value is reported with the layer that gave it
         _, src = layered(TrainConfig, [("model protocol", protocol(model)), *layers])
+        train[model] = trial_config({**overrides, "model": model})
         sources.update(_sources("train", src))
     data, data_src = layered(
         DataConfig,

@@ -20,10 +20,13 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from jersey_ray.errors import UserError
+
+if TYPE_CHECKING:
+    from jersey_ray.sweep.options import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +94,16 @@ def trial_tags(config: dict[str, Any], sweep: str, axes: tuple[str, ...]) -> dic
     }
 
 
-def tracker_callbacks(
-    args: argparse.Namespace, sweep_name: str, axes: tuple[str, ...] = ()
-) -> list:
-    """Tune callbacks for the trackers asked for on the command line (none: ``[]``)."""
+def tracker_callbacks(opts: RunOptions, sweep_name: str, axes: tuple[str, ...] = ()) -> list:
+    """Tune callbacks for the trackers asked for (``mlflow``, ``wandb``; none: ``[]``)."""
     callbacks = []
-    uri = getattr(args, "mlflow", None)
+    uri = getattr(opts, "mlflow", None)
     if uri:
         if uri.startswith("file:"):
             # MLflow 3 refuses its file store unless opted in; a folder was asked for explicitly
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         callbacks.append(_callback_class("mlflow")(uri, sweep=sweep_name, axes=axes))
-    project = getattr(args, "wandb", None)
+    project = getattr(opts, "wandb", None)
     if project:
         callbacks.append(_callback_class("wandb")(project, sweep=sweep_name, axes=axes))
     for callback in callbacks:
@@ -133,7 +134,7 @@ def _mlflow_class() -> type:
 
         def log_trial_start(self, trial) -> None:
             if trial not in self._trial_runs:  # the base class reuses the run once made
-                tags = {**self.tags, "trial_name": str(trial)}
+                tags = {**(self.tags or {}), "trial_name": str(trial)}  # set in __init__
                 tags.update(trial_tags(trial.config, self.sweep, self.axes))
                 run = self.mlflow_util.start_run(tags=tags, run_name=str(trial))
                 self._trial_runs[trial] = run.info.run_id

@@ -19,6 +19,7 @@ from jersey_ray import metrics
 from jersey_ray.config import SweepSpec
 from jersey_ray.errors import UserError
 from jersey_ray.storage import is_uri
+from jersey_ray.sweep.options import RunOptions
 from jersey_ray.sweep.resources import Plan
 
 
@@ -51,15 +52,58 @@ def trial_dirname(trial, axes: tuple[str, ...]) -> str:
 
 
 def param_space(spec: SweepSpec, fixed: dict[str, Any]) -> dict[str, Any]:
-    """Tune's grid: model, the sweep's axes and seed over the fixed TrainConfig keys."""
+    """Tune's grid: model, the sweep's axes and seed over the fixed TrainConfig keys. Under a
+    search (``random``, ``optuna``) the fixed keys alone: :func:`make_search`'s searcher gives
+    each trial its model, axes and seed."""
     from ray import tune
 
     space: dict[str, Any] = dict(fixed)
+    if spec.search != "grid":
+        return space
     space["model"] = tune.grid_search(list(spec.models))
     for key, values in spec.axes.items():
         space[key] = tune.grid_search(list(values))
     space["seed"] = tune.grid_search(list(spec.seeds))
     return space
+
+
+def make_search(spec: SweepSpec, plan: Plan):
+    """The seed-aware searcher of a ``random`` or ``optuna`` sweep (None for a grid): each
+    configuration it proposes runs every seed and is told its seed mean
+    (:mod:`jersey_ray.sweep.search`). Its ``max_concurrent`` (configurations in flight)
+    defaults to the trial slots over the seeds, at least one."""
+    if spec.search == "grid":
+        return None
+    from ray import tune
+    from ray.tune.search import Searcher
+
+    from jersey_ray.sweep.search import TOLD_METRIC, RandomSearch, SeedAwareSearch
+
+    sampled = spec.sampled
+    grid = {k: tuple(v) for k, v in spec.axes.items() if k not in sampled}
+    seed = spec.seeds[0]  # the proposals are reproducible: the searcher is seeded too
+    constant: dict[str, Any] = {}
+    inner: Searcher
+    if spec.search == "random":
+        inner = RandomSearch(sampled, spec.models, grid, spec.num_samples, seed)
+    else:
+        from ray.tune.search.optuna import OptunaSearch
+
+        space = dict(sampled)
+        if len(spec.models) > 1:
+            space["model"] = tune.choice(list(spec.models))
+        else:
+            constant["model"] = spec.models[0]
+        space = OptunaSearch.convert_search_space(space)  # Optuna's distributions, no warning
+        inner = OptunaSearch(space, metric=TOLD_METRIC, mode=metrics.SELECTION_MODE, seed=seed)
+    slots = -(-max(plan.max_concurrent, 1) // len(spec.seeds))
+    return SeedAwareSearch(
+        inner,
+        seeds=spec.seeds,
+        num_samples=spec.configurations,
+        max_concurrent=spec.max_concurrent or max(slots, 1),
+        constant=constant,
+    )
 
 
 def make_scheduler(spec: SweepSpec, epochs: int):
@@ -76,10 +120,19 @@ def make_scheduler(spec: SweepSpec, epochs: int):
 
 
 def make_tuner(
-    spec: SweepSpec, space, plan: Plan, scheduler, exp_path: str, cache: str, planned: int, opts
+    spec: SweepSpec,
+    space,
+    plan: Plan,
+    scheduler,
+    exp_path: str,
+    cache: str,
+    planned: int,
+    opts: RunOptions,
+    verified: str | None = None,
 ):
     """A new Tuner (or the restored one with ``--resume``). ``planned``: the epochs of all the
-    trials, the console bar's total; ``--verbose`` shows Tune's own status table instead."""
+    trials, the console bar's total; ``--verbose`` shows Tune's own status table instead.
+    ``verified``: the driver's token for the cache it hashed (trials then check it cheaply)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -90,7 +143,7 @@ def make_tuner(
 
     axes = tuple(spec.axes)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, cache=cache),
+        tune.with_parameters(run_trial, cache=cache, verified=verified),
         {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial},
     )
     if opts.resume:
@@ -111,9 +164,12 @@ def make_tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=metrics.SELECTION_METRIC,
+            # the product's choice on validation, so get_best_result() names predict's trial
+            metric=metrics.TUNE_METRIC,
             mode=metrics.SELECTION_MODE,
             scheduler=scheduler,
+            search_alg=make_search(spec, plan),  # seed-aware search; None: the grid
+            num_samples=1 if spec.search == "grid" else spec.configurations * len(spec.seeds),
             max_concurrent_trials=tune_max_concurrent(scheduler, opts.max_concurrent),
             trial_name_creator=functools.partial(trial_name, sweep_name=spec.name, axes=axes),
             trial_dirname_creator=functools.partial(trial_dirname, axes=axes),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,17 @@ FLAG_KEYS = {
 """TrainConfig keys with their own flag (``--set`` refuses them)."""
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``--set key=value`` pairs; values are JSON (``3e-4``, ``[0.9, 0.99]``) or plain strings."""
+def parse_sets(items: list[str], flags: Mapping[str, str] = FLAG_KEYS) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are JSON (``3e-4``, ``[0.9, 0.99]``) or plain strings.
+    Keys with a flag of their own (``flags``, the data flags) are refused (the sweep passes its
+    own flags)."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set lr=3e-4")
-        if key in FLAG_KEYS or key in cli.DATA_FLAGS:
-            flag = FLAG_KEYS.get(key) or cli.DATA_FLAGS[key]
+        if key in flags or key in cli.DATA_FLAGS:
+            flag = flags.get(key) or cli.DATA_FLAGS[key]
             raise UserError(f"--set {key}: use {flag} instead")
         if key in values:
             raise UserError(f"--set {key} given twice")
@@ -143,8 +146,8 @@ def prepare_cache(args: argparse.Namespace) -> str:
     if args.data is not None:
         data, _ = layered(DataConfig, [("command line", {"root": str(args.data), **given})])
         return build_cache(data).path
-    built = data_config(read_manifest(args.cache))
-    wanted, built = to_dict(replace(built, **given)), to_dict(built)
+    config = data_config(read_manifest(args.cache))
+    wanted, built = to_dict(replace(config, **given)), to_dict(config)
     clash = sorted(k for k in given if wanted[k] != built[k])
     if clash:
         flags = ", ".join(f"{cli.DATA_FLAGS[k]} (built with {built[k]})" for k in clash)

@@ -44,7 +44,8 @@ import torch
 
 from jersey_ray import metrics as M
 from jersey_ray.cache.loader import SplitData, iter_batches, load_split
-from jersey_ray.cache.store import data_config, splits_of, verify_cache
+from jersey_ray.cache.splice import epoch_generator, forbidden_labels
+from jersey_ray.cache.store import check_verified, data_config, splits_of, verify_cache
 from jersey_ray.config import DataConfig, TrainConfig, to_dict
 from jersey_ray.errors import UserError
 from jersey_ray.models import build_model, count_params
@@ -57,6 +58,7 @@ from jersey_ray.train.checkpoint import (
     full_state,
     read_resume,
     restore,
+    save_checkpoint,
 )
 from jersey_ray.train.evaluate import evaluate, write_predictions
 from jersey_ray.train.step import (
@@ -76,6 +78,10 @@ FAIL_ENV = "JERSEY_RAY_FAIL_AT_EPOCH"
 FAULT_MARKER = ".fault_injected"
 PROFILE_DIR = "profile"
 AUG_SEED_OFFSET = 1_000_003  # the augmentation stream must not replay the shuffle stream
+STAGE_HINT = (
+    "free space, or point TMPDIR elsewhere (checkpoints are staged there); the last good "
+    "checkpoint is kept"
+)
 
 
 @dataclass
@@ -91,10 +97,20 @@ class TrialData:
         return self.splits[split]
 
 
-def load_data(cache: str | os.PathLike, device: torch.device | str) -> TrialData:
-    """Verify ``cache`` and load every split it holds onto ``device``."""
-    manifest = verify_cache(cache)
-    splits = {s: load_split(cache, s, device) for s in splits_of(manifest)}
+def load_data(
+    cache: str | os.PathLike, device: torch.device | str, verified: str | None = None
+) -> TrialData:
+    """Verify ``cache`` and load every split it holds onto ``device``.
+
+    Without ``verified`` every shard is hashed (:func:`verify_cache`: a standalone run trusts
+    nothing). A sweep's driver hashes them once before its trials and hands each trial the
+    token of :func:`~jersey_ray.cache.store.verify_for_trials`: a trial (and each of its
+    restarts: retry, ASHA resume, ``--resume``) then checks only the manifest's digest and the
+    shards' sizes (:func:`check_verified`), which costs milliseconds instead of reading the
+    whole cache once more.
+    """
+    manifest = verify_cache(cache) if verified is None else check_verified(cache, verified)
+    splits = {s: load_split(cache, s, device, manifest) for s in splits_of(manifest)}
     return TrialData(str(cache), data_config(manifest), splits)
 
 
@@ -212,6 +228,9 @@ def train_and_validate(trial: Trial, n_params: int, progress: bool) -> dict[str,
         generator=state.shuffle,
         augment=cfg.augment,
         aug_generator=state.augment,
+        splice=cfg.splice,  # the train split only: evaluation never splices
+        forbidden=forbidden_labels(data.data.heldout_numbers),
+        splice_generator=epoch_generator(cfg.seed, epoch) if cfg.splice > 0 else None,
     )
     total = steps_per_epoch(len(data["train"]), cfg.batch_size)
     start = time.perf_counter()
@@ -267,9 +286,10 @@ def _checkpoint_and_report(
     try:
         if not final or getattr(report, "keeps_final_state", False):
             # saved before the best weights are loaded for test: last.pt is the last epoch's
-            torch.save(full_state(cfg, data_cfg, trial.step, state), ckpt / "last.pt")
+            last = full_state(cfg, data_cfg, trial.step, state)
+            save_checkpoint(last, ckpt / "last.pt", STAGE_HINT)
         test = final_test(trial, row) if final else {}
-        torch.save(best_state(cfg, data_cfg, state, test), ckpt / "best.pt")
+        save_checkpoint(best_state(cfg, data_cfg, state, test), ckpt / "best.pt", STAGE_HINT)
         write_json(trial.out_dir / "metrics.jsonl", state.history, lines=True)
         events.log_epoch(trial.writer, row, trial.step.optimizer)
         report(dict(row), ckpt)
