@@ -5,11 +5,11 @@ runs on these ids too; ``predict`` on a folder: tests/test_predict.py.) CPU, tin
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
 import torch
+from model_helpers import model, prefix_mask
 from torch import nn
 
 from jersey_ray import metrics as M
@@ -31,17 +31,6 @@ from jersey_ray.train.step import loss_fn, make_step, train_step
 
 COMP = ["comp_pooled", "comp_tied", "comp_ctc", "comp_seq_tied"]
 SEQ = "comp_seq_tied"
-
-
-@functools.cache
-def model(model_id: str) -> nn.Module:
-    torch.manual_seed(0)
-    return build_model(model_id)
-
-
-def prefix_mask(lengths: list[int], t: int | None = None) -> torch.Tensor:
-    t = max(lengths) if t is None else t
-    return torch.arange(t)[None] < torch.tensor(lengths)[:, None]
 
 
 def packed(lengths: list[int], size=(32, 32), seed: int = 1):

@@ -5,12 +5,12 @@ weights: tests/test_weights.py."""
 from __future__ import annotations
 
 import csv
-import functools
 import json
 from importlib import resources
 
 import pytest
 import torch
+from model_helpers import model, prefix_mask
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -35,17 +35,6 @@ COMP_SEQUENCE = [i for i in IDS if i.startswith("comp_seq_")]  # comp_ readers o
 SEQUENCE = [i for i in REPORT if REGISTRY[i].phase != "phase0"] + COMP_SEQUENCE
 ATTENTION = [i for i in IDS if REGISTRY[i].phase == "phaseB"]
 LITE0_PARAMS = 3_397_909  # timm efficientnet_lite0 without classifier (3,371,008) + heads 26,901
-
-
-@functools.cache
-def model(model_id: str) -> nn.Module:
-    torch.manual_seed(0)
-    return build_model(model_id)
-
-
-def prefix_mask(lengths: list[int], t: int | None = None) -> torch.Tensor:
-    t = max(lengths) if t is None else t
-    return torch.arange(t)[None] < torch.tensor(lengths)[:, None]
 
 
 def frames_for(lengths: list[int], t: int | None = None, seed: int = 1) -> torch.Tensor:
