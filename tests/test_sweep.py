@@ -269,3 +269,25 @@ def test_gpu_share_that_cannot_hold_a_trial_is_refused():
         check_gpu_share(Plan(4, 0.125, 8), 15 * gb, (80 * gb, 80 * gb))
     with pytest.raises(UserError, match=r"5\.0 GB of 80\.0 GB is free"):
         check_gpu_share(Plan(4, 0.25, 4), 1 * gb, (5 * gb, 80 * gb))
+
+
+def test_ray_that_does_not_start_is_one_line(monkeypatch):
+    import ray
+
+    from jersey_ray.errors import UserError
+    from jersey_ray.sweep import tuner
+
+    def overloaded(**_: object) -> None:
+        raise Exception("The current node timed out during startup. This could happen ...")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", overloaded)
+    with pytest.raises(UserError, match=r"did not start in time.*ray start --head"):
+        tuner.init_ray(None)
+
+    def other(**_: object) -> None:
+        raise Exception("something else")
+
+    monkeypatch.setattr(ray, "init", other)
+    with pytest.raises(Exception, match="something else"):
+        tuner.init_ray(None)

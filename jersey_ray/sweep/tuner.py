@@ -35,6 +35,15 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
     except ConnectionError as err:
         raise UserError(f"cannot reach the Ray cluster at {address!r}: {err}") from None
+    except Exception as err:
+        # Ray raises a bare Exception when its own processes do not come up in time (an
+        # overloaded machine): one line with what to do, not Ray's traceback.
+        if "timed out during startup" not in str(err):
+            raise
+        raise UserError(
+            "Ray's local processes did not start in time (the machine is overloaded?): retry "
+            "when it is less busy, or start Ray first (ray start --head) and pass --address auto"
+        ) from None
 
 
 def trial_parts(config: dict[str, Any], axes: tuple[str, ...]) -> list[str]:
