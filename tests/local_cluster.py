@@ -27,6 +27,19 @@ NODE = "JERSEY_RAY_TEST_NODE"
 RAY = Path(sys.executable).parent / "ray"
 
 
+WORKER_START = (
+    "import sys\n"
+    "import ray._private.services as services\n"
+    "from ray.scripts.scripts import main\n"
+    "# joining the head at 127.0.0.1 as given, not at the machine's network address\n"
+    "services.resolve_ip_for_localhost = lambda host: host\n"
+    "sys.argv = ['ray', *sys.argv[1:]]\n"
+    "main()\n"
+)
+"""``ray start`` for a worker node that stays on the loopback (Ray resolves a 127.0.0.1
+``--address`` to the machine's network address on multi-node clusters)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,13 +78,25 @@ class LocalCluster:
         self.address = f"127.0.0.1:{self.port}"
         # Token auth follows ~/.ray/auth_token, which another Ray on the machine may write at
         # any time: every process of this cluster states its mode instead.
-        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", MARKER: self.marker}
+        # Ray on Linux turns 127.0.0.1 into the machine's network address unless this switch
+        # (Ray's own, for one-machine clusters) is 0: every driver and the head stay on the
+        # loopback. A worker's `ray start --address` needs it 1, hence WORKER_START.
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            MARKER: self.marker,
+        }
         self.log = self.root / "ray-start.log"
 
-    def _start(self, node: str, *args: str) -> None:
+    def _start(self, node: str, *args: str, worker: bool = False) -> None:
         env = {**self.env, NODE: node}
+        ray_start = [str(RAY), "start"]
+        if worker:
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
+            ray_start = [sys.executable, "-c", WORKER_START, "start"]
         cmd = [
-            str(RAY), "start", *args, "--num-gpus", "0", "--node-ip-address", "127.0.0.1",
+            *ray_start, *args, "--num-gpus", "0", "--node-ip-address", "127.0.0.1",
             "--temp-dir", str(self.root / node), "--disable-usage-stats",
             "--dashboard-agent-listen-port", str(free_port()),
             "--dashboard-agent-grpc-port", str(free_port()),
@@ -89,7 +114,7 @@ class LocalCluster:
         )  # fmt: skip
 
     def add_worker(self, node: str, num_cpus: int) -> None:
-        self._start(node, "--address", self.address, "--num-cpus", str(num_cpus))
+        self._start(node, "--address", self.address, "--num-cpus", str(num_cpus), worker=True)
 
     def wait_for_nodes(self, n: int, timeout_s: float = 60) -> dict[str, str]:
         """Until ``n`` nodes are alive (asked from a separate driver process); returns each

@@ -197,3 +197,17 @@ def test_a_corrupt_cache_is_refused(cache, tmp_path) -> None:
     (copy / "manifest.json").unlink()
     with pytest.raises(CacheError, match="not a cache"):
         load_split(copy, "train", "cpu")
+
+
+def test_training_never_makes_a_batch_of_one(train) -> None:
+    from jersey_ray.cache.loader import batch_bounds
+
+    assert batch_bounds(129, 64, training=True) == [(0, 64), (64, 129)]
+    assert batch_bounds(129, 64, training=False) == [(0, 64), (64, 128), (128, 129)]
+    assert batch_bounds(130, 64, training=True) == [(0, 64), (64, 128), (128, 130)]
+    assert batch_bounds(1, 64, training=True) == [(0, 1)]
+    b = len(train) - 1  # the real split: one sequence left over at this batch size
+    sizes = [len(x.index) for x in iter_batches(train, b, shuffle=False, training=True)]
+    assert sizes == [len(train)]
+    sizes = [len(x.index) for x in iter_batches(train, b, shuffle=False)]
+    assert sizes == [b, 1]  # evaluation keeps every sequence in its own batch, as before

@@ -27,7 +27,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
 ]
-EPOCHS = 3
+# Enough work per trial that the worker's trial is still training when its raylet dies, on an
+# idle machine too (96 sequences and 3 epochs ended in 16 s there, before the kill).
+EPOCHS = 4
+SEQUENCES = 480
 
 
 class Lines:
@@ -75,7 +78,7 @@ def _rows_so_far(path: Path) -> list[dict]:
 
 def test_lost_worker_node_retries_its_trial_on_the_head(tmp_path):
     root = tmp_path / "data"
-    synth.generate(root, sequences=96, size=(32, 16), frames=(2, 4), seed=3, progress=False)
+    synth.generate(root, sequences=SEQUENCES, size=(32, 16), frames=(2, 4), seed=3, progress=False)
     cluster = LocalCluster()
     proc = None
     try:
@@ -124,6 +127,8 @@ def test_lost_worker_node_retries_its_trial_on_the_head(tmp_path):
         proc.wait(timeout=300)
         lines.join()
         assert proc.returncode == 0, lines.text
+        # the driver joined the cluster on the loopback, not at the machine's network address
+        assert f"Connecting to existing Ray cluster at address: {cluster.address}" in lines.text
         noticed = lines.first(f"retry  {name}")
         restarted = lines.first(f"resume {name}")
         assert noticed is not None and restarted is not None, lines.text

@@ -147,7 +147,11 @@ def test_scheduler_steps_per_batch_over_every_group():
 
 def test_steps_per_epoch_keeps_the_last_partial_batch():
     assert ST.steps_per_epoch(128, 64) == 2
-    assert ST.steps_per_epoch(129, 64) == 3
+    assert ST.steps_per_epoch(130, 64) == 3  # the last partial batch (2 sequences) is kept
+    assert ST.steps_per_epoch(66, 64) == 2
+    # a last batch of one sequence joins the one before: BatchNorm cannot train on it
+    assert ST.steps_per_epoch(129, 64) == 2
+    assert ST.steps_per_epoch(1, 64) == 1
 
 
 def _ids(groups):

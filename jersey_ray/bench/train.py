@@ -156,6 +156,7 @@ def loader_stream(data: SplitData, cfg: TrainConfig, frames: int | None, device)
             generator=shuffle,
             augment=cfg.augment,
             aug_generator=augment,
+            training=True,
         )
 
 

@@ -202,6 +202,15 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t
 
 
+def batch_bounds(n: int, batch_size: int, training: bool) -> list[tuple[int, int]]:
+    """The [start, end) rows of each batch of an epoch of ``n`` sequences; in training a last
+    batch of one sequence joins the one before (see :func:`iter_batches`)."""
+    bounds = [(b0, min(b0 + batch_size, n)) for b0 in range(0, n, batch_size)]
+    if training and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 def iter_batches(
     data: SplitData,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -214,8 +223,13 @@ def iter_batches(
     splice: float = 0.0,
     forbidden: frozenset[tuple[int, int]] = frozenset(),
     splice_generator: torch.Generator | None = None,
+    training: bool = False,
 ) -> Iterator[Batch]:
     """One epoch of batches (drop_last False). See the module docstring.
+
+    ``training``: a last batch of one sequence joins the batch before it (:func:`batch_bounds`),
+    since BatchNorm cannot train on one value per channel (a train split of 129 at batch 64
+    crashed every single-frame model).
 
     ``frames`` caps the frames taken per sequence, from the anchor on (a model's
     ``input_frames``; None: all). ``generator`` (CPU) draws the shuffle; without one, torch's
@@ -243,8 +257,7 @@ def iter_batches(
     lengths_dev = _to_device(lengths, device)
     steps = torch.arange(int(lengths.max()), device=device)
     labels = (data.tens.cpu()[order], data.ones.cpu()[order]) if splice > 0 else None
-    for b0 in range(0, n, batch_size):
-        b1 = min(b0 + batch_size, n)
+    for b0, b1 in batch_bounds(n, batch_size, training):
         f0, f1 = (ends[b0 - 1] if b0 else 0), ends[b1 - 1]
         t = int(lengths[b0:b1].max())
         raw = data.frames.index_select(0, frame_idx_dev[f0:f1])

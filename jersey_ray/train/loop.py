@@ -231,6 +231,7 @@ def train_and_validate(trial: Trial, n_params: int, progress: bool) -> dict[str,
         splice=cfg.splice,  # the train split only: evaluation never splices
         forbidden=forbidden_labels(data.data.heldout_numbers),
         splice_generator=epoch_generator(cfg.seed, epoch) if cfg.splice > 0 else None,
+        training=True,
     )
     total = steps_per_epoch(len(data["train"]), cfg.batch_size)
     start = time.perf_counter()

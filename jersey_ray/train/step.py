@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from jersey_ray import metrics as M
-from jersey_ray.cache.loader import Batch
+from jersey_ray.cache.loader import Batch, batch_bounds
 from jersey_ray.config import TrainConfig
 from jersey_ray.errors import UserError
 from jersey_ray.models import ModelOutput
@@ -79,7 +79,9 @@ def warmup_cosine(step: int, warmup: int, cosine: int) -> float:
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return math.ceil(n_train / batch_size)  # drop_last=False, as the reference
+    # drop_last=False, as the reference, except that a last batch of one sequence joins the one
+    # before (BatchNorm cannot train on it): the training loader's own bounds
+    return len(batch_bounds(n_train, batch_size, training=True))
 
 
 def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
