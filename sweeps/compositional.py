@@ -22,8 +22,9 @@ and unseen acc_number (paired bootstrap over the unseen tracks, Holm), each held
 with its in-place coverage and its accuracy per model.
 
 Data: real crops with ``--data`` (e.g. ``--data data/soccernet``: 32x32, 4 frames, as
-``sweeps/soccernet.py``); without it, the built-in synthetic numbers 0-99 (about 30 tracks
-each). ``--quick``: one seed, 3 epochs at 32x32 (the preset), on 2 CPU cores about 20 minutes.
+``sweeps/soccernet.py``); without it, the built-in synthetic numbers 0-99 as number-region
+crops like the real ones (30 tracks each; broadcast quality: blur, noise, JPEG; ``--quick``:
+clean). ``--quick``: one seed, 3 epochs at 32x32, 3 frames (the preset).
 
 Synthetic-to-real (two stages; ``pretrained`` may name a run of this project, each model then
 starts from its own trial chosen on validation there, ``jersey_ray.models.warmstart``). Keep the
@@ -52,7 +53,7 @@ baseline dominates); split it across sessions with ``--resume``, or prune the gr
 (``--models``) with what ``--quick`` showed, and state the reduction beside the table.
 """
 
-from jersey_ray.config import SweepSpec
+from jersey_ray.config import DEFAULT_SIZE, SweepSpec
 
 SWEEP = SweepSpec(
     name="compositional",
@@ -71,7 +72,16 @@ SWEEP = SweepSpec(
         "epochs": 8,
     },
     seeds=(42, 123, 456),
-    # every number 0-99, about 30 tracks each: every digit in place in many numbers (fair)
-    synth={"numbers": tuple(str(n) for n in range(100)), "imbalance": 0.0, "sequences": 3000},
+    synth={
+        # every number 0-99, 30 tracks each: every digit in place in many numbers (fair)
+        "numbers": tuple(str(n) for n in range(100)),
+        "imbalance": 0.0,
+        "sequences": 3000,
+        "sequences_per_track": 1.0,
+        # the number region cut from a player scene of the report's size, as the real crops
+        # (a whole player letterboxed to 32x32 leaves the digits a few pixels high)
+        "crop": "number",
+        "size": DEFAULT_SIZE,
+    },
     reference="attn_bgru_luong/splice=0.0",
 )

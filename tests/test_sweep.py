@@ -254,6 +254,18 @@ def test_sweeps_are_data_and_trial_names_are_readable():
     trial = SimpleNamespace(config={"model": "attn_bgru_luong", "seed": 42, "lr": 0.001})
     assert trial_name(trial, "phaseB", ()) == "phaseB/attn_bgru_luong/seed42"
     assert trial_dirname(trial, ("lr",)) == "attn_bgru_luong-lr=0.001-seed42"
+    # an axis over runs to start from: no "/" in a folder name, two runs named alike kept apart
+    runs = ("results/runs/synth", "/data/other/runs/synth")
+    names = {
+        trial_dirname(
+            SimpleNamespace(config={"model": "m", "seed": 1, "pretrained": r}), ("pretrained",)
+        )
+        for r in runs
+    }
+    assert names == {
+        "m-pretrained=results_runs_synth-seed1",
+        "m-pretrained=data_other_runs_synth-seed1",
+    }
     assert main(["no_such_sweep"]) == 2
 
 
@@ -291,3 +303,29 @@ def test_ray_that_does_not_start_is_one_line(monkeypatch):
     monkeypatch.setattr(ray, "init", other)
     with pytest.raises(Exception, match="something else"):
         tuner.init_ray(None)
+
+
+def test_every_built_in_sweep_file_loads_and_names_a_reference_it_runs():
+    import itertools
+
+    from jersey_ray.models import REGISTRY
+    from jersey_ray.results.runs import Trial, _assign_configs
+    from jersey_ray.sweep.settings import available_sweeps
+
+    names = available_sweeps()
+    assert {"compositional", "synth_pretrain", "synth_to_real", "phaseB"} <= set(names)
+    for name in names:
+        spec = load_sweep(name)
+        assert spec.models and all(m in REGISTRY for m in spec.models), name
+        if spec.search != "grid" or not spec.reference or spec.reference.startswith("best:"):
+            continue  # a search names configurations by sampled values; best:<phase> is a run
+        combos = list(itertools.product(*spec.axes.values()))
+        trials = [
+            Trial(
+                "t", Path("."), {"model": m, "seed": 1, **dict(zip(spec.axes, c))}, m, 1, [], None
+            )
+            for m in spec.models
+            for c in combos
+        ]
+        _assign_configs(trials)
+        assert spec.reference in {t.config for t in trials}, name

@@ -239,7 +239,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A tensor state dict from a .pth/.pt (weights_only) or .safetensors file."""
     if not path.is_file():
         raise WeightsError(
-            f"{path}: weights file not found (pretrained: imagenet, none or a state dict file)"
+            f"{path}: weights file not found (pretrained: imagenet, none, a state dict file, "
+            "or a run folder, trial folder or checkpoint of this project)"
         )
     try:
         if path.suffix == ".safetensors":

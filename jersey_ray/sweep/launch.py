@@ -79,6 +79,10 @@ def plan_sweeps(all_settings: Sequence[Settings], opts: RunOptions) -> list[Plan
         preflight.check_experiment(exp_path, opts.resume)
         weights = {m: cfg.pretrained for m, cfg in settings.train.items()}
         n_params = preflight.check_models(settings.spec.models, weights)
+        starts = settings.spec.axes.get("pretrained", ())
+        for start_from in starts if isinstance(starts, tuple) else ():
+            # an axis over starting weights (e.g. synthetic-to-real): each must load, here
+            preflight.check_models(settings.spec.models, {m: str(start_from) for m in weights})
         planned.append(Planned(settings, name, exp_path, n_params))
     return planned
 

@@ -46,8 +46,14 @@ def init_ray(address: str | None) -> None:
         ) from None
 
 
+def _shown(value: Any) -> str:
+    # an axis over paths (e.g. pretrained runs): Tune forbids "/" in a trial folder's name, and
+    # the whole path keeps two runs with the same last folder apart
+    return str(value).replace("\\", "/").strip("/").replace("/", "_")
+
+
 def trial_parts(config: dict[str, Any], axes: tuple[str, ...]) -> list[str]:
-    extra = ",".join(f"{k}={config[k]}" for k in axes)
+    extra = ",".join(f"{k}={_shown(config[k])}" for k in axes)
     return [config["model"], *([extra] if extra else []), f"seed{config['seed']}"]
 
 
