@@ -230,7 +230,7 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
         calls.append(job)
         return real(job, root)
 
-    monkeypatch.setattr(synth, "write_sequence", flaky)
+    monkeypatch.setattr(synth.dataset, "write_sequence", flaky)  # where generate looks it up
     with pytest.raises(KeyboardInterrupt):
         synth.generate(tmp_path / "data", sequences=3, numbers=["5"], **SMALL)
     assert len(calls) == 1 and list(tmp_path.iterdir()) == []
