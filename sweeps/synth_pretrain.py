@@ -7,7 +7,8 @@ off. Run it twice, the two variants kept apart (stage 2's table marks each row `
 
 - WITHOUT the held-out numbers of the real data (they go to the synthetic ``unseen`` split: no
   image of them anywhere in training, a pure test of composition; give the numbers the real
-  run's table lists, e.g. SoccerNet's automatic fair choice)::
+  data's split holds out, which ``python -m jersey_ray.data summary ROOT --split heldout``
+  lists, e.g. SoccerNet's automatic fair choice)::
 
       python -m jersey_ray.sweep synth_pretrain --name synth-heldout --heldout 14,16,25,31,33,56
 

@@ -235,3 +235,31 @@ def test_no_automatic_choice_where_no_digit_is_covered_twice():
     seqs = make({"4": 3, "12": 3, "35": 3})  # every two-digit number's digits are unique
     with pytest.raises(DataError, match="no number can be held out"):
         heldout(seqs)
+
+
+def test_summary_lists_the_heldout_numbers_a_sweep_would_use_with_their_coverage(tmp_path, capsys):
+    numbers = [f"{t}{o}" for t in (1, 2, 3) for o in (1, 2, 3)]
+    rels = [f"{n}/t{t}/s{s}/f1.jpg" for n in numbers for t in range(8) for s in range(2)]
+    root = _tree(tmp_path / "root", rels)
+    assert main(["summary", str(root), "--split", "heldout", "--heldout", "22", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    [held] = summary["heldout"]
+    assert held["number"] == "22" and held["fair"] is True
+    assert (
+        held["coverage"].startswith("tens 2 in 21,23 (") and "ones 2 in 12,32 (" in held["coverage"]
+    )
+    assert summary["per_class_splits"]["22"]["unseen"] == {"tracks": 8, "sequences": 16}
+    assert summary["splits"]["unseen"]["tracks"] == 8
+    # the automatic choice is the one the cache build makes (same data, same seed)
+    from jersey_ray.config import DataConfig
+    from jersey_ray.data.split import assign_splits
+
+    _, chosen = assign_splits(index_root(root).sequences, DataConfig(split="heldout"))
+    assert main(["summary", str(root), "--split", "heldout"]) == 0
+    out = capsys.readouterr().out
+    assert f"held out (--heldout {','.join(chosen.heldout_numbers)})" in out
+    assert "unseen" in out.splitlines()[4]
+    # the plain summary has no unseen split and no held-out list
+    assert main(["summary", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "unseen" not in out and "held out" not in out

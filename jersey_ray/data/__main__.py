@@ -12,7 +12,15 @@ from jersey_ray.config import DataConfig
 from jersey_ray.data import synth
 from jersey_ray.data.index import Index, class_key, frames_total, index_root
 from jersey_ray.data.soccernet import import_soccernet
-from jersey_ray.data.split import SPLITS, split_counts, split_tracks
+from jersey_ray.data.split import (
+    ALL_SPLITS,
+    SPLITS,
+    assign_splits,
+    coverage_text,
+    is_fair,
+    split_counts,
+    train_sequences,
+)
 from jersey_ray.errors import run_cli
 
 
@@ -40,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--numbers", type=cli.numbers, help="keep only these jersey folders, e.g. 4,6,48 (7 != 07)"
     )
+    summary.add_argument(
+        "--split",
+        choices=("tracks", "heldout"),
+        default=DataConfig.split,
+        help="split mode (default tracks); heldout also lists the held-out numbers with their "
+        "in-place coverage, as a sweep with --split heldout would choose them",
+    )
+    summary.add_argument(
+        "--heldout", type=cli.numbers, help="held-out numbers for --split heldout (default: chosen)"
+    )
     summary.add_argument("--json", action="store_true", help="print one JSON object instead")
     synth.add_arguments(
         sub.add_parser(
@@ -66,10 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def summarize(index: Index, split_seed: int) -> dict:
-    """The summary as a JSON-ready dict."""
+def summarize(
+    index: Index, split_seed: int, split: str = "tracks", heldout: tuple[str, ...] | None = None
+) -> dict:
+    """The summary as a JSON-ready dict; under ``split="heldout"`` with the held-out numbers
+    (given, or chosen by the fair rule as a sweep would) and each one's in-place coverage."""
     seqs = index.sequences
-    counts = split_counts(seqs, split_tracks(seqs, seed=split_seed))
+    data = DataConfig(split=split, split_seed=split_seed, heldout_numbers=tuple(heldout or ()))
+    assignment, data = assign_splits(seqs, data)
+    counts = split_counts(seqs, assignment)
     classes: dict[str, dict[str, int]] = {}
     for jersey, per_split in counts["per_class"].items():
         classes[jersey] = {
@@ -84,14 +107,29 @@ def summarize(index: Index, split_seed: int) -> dict:
         "classes": classes,
         "skipped": index.skipped_counts(),
         "split_seed": split_seed,
+        "split": split,
         "splits": counts["splits"],
         "per_class_splits": counts["per_class"],
+        "heldout": _heldout(seqs, data),
     }
+
+
+def _heldout(seqs: list, data: DataConfig) -> list[dict]:
+    """Each held-out number with its in-place coverage and whether it is fair."""
+    if data.split != "heldout":
+        return []
+    train = train_sequences(seqs, data.split_seed)
+    held = data.heldout_numbers
+    return [
+        {"number": n, "coverage": coverage_text(n, train, held), "fair": is_fair(n, train, held)}
+        for n in held
+    ]
 
 
 def format_summary(summary: dict) -> str:
     """A readable table of :func:`summarize`'s dict."""
     skipped = ", ".join(f"{r} {n}" for r, n in summary["skipped"].items()) or "none"
+    splits = ALL_SPLITS if summary["split"] == "heldout" else SPLITS
     lines = [
         f"root {summary['root']}: {summary['sequences']} sequences, {summary['tracks']} tracks, "
         f"{summary['frames']} frames, {len(summary['classes'])} classes",
@@ -99,15 +137,21 @@ def format_summary(summary: dict) -> str:
         f"split by track, stratified by jersey, seed {summary['split_seed']} "
         "(cells: tracks/sequences)",
         "",
-        f"{'class':>6} {'tracks':>7} {'seqs':>7} " + " ".join(f"{s:>11}" for s in SPLITS),
+        f"{'class':>6} {'tracks':>7} {'seqs':>7} " + " ".join(f"{s:>11}" for s in splits),
     ]
     per_class = summary["per_class_splits"]
     for jersey in sorted(summary["classes"], key=class_key):
         total = summary["classes"][jersey]
-        cells = " ".join(f"{_cell(per_class[jersey][s]):>11}" for s in SPLITS)
+        cells = " ".join(f"{_cell(per_class[jersey][s]):>11}" for s in splits)
         lines.append(f"{jersey:>6} {total['tracks']:>7} {total['sequences']:>7} {cells}")
-    cells = " ".join(f"{_cell(summary['splits'][s]):>11}" for s in SPLITS)
+    cells = " ".join(f"{_cell(summary['splits'][s]):>11}" for s in splits)
     lines.append(f"{'all':>6} {summary['tracks']:>7} {summary['sequences']:>7} {cells}")
+    if summary["heldout"]:
+        numbers = ",".join(h["number"] for h in summary["heldout"])
+        lines += ["", f"held out (--heldout {numbers}); in-place coverage in training:"]
+        for h in summary["heldout"]:
+            fair = "fair" if h["fair"] else "NOT fair"
+            lines.append(f"{h['number']:>6}  {fair:<8}  {h['coverage']}")
     return "\n".join(lines)
 
 
@@ -119,7 +163,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "synth":
         return synth.run(args)
     if args.command == "summary":
-        summary = summarize(index_root(args.root, numbers=args.numbers), args.split_seed)
+        index = index_root(args.root, numbers=args.numbers)
+        summary = summarize(index, args.split_seed, args.split, args.heldout)
         if args.numbers:
             missing = sorted(set(args.numbers) - set(summary["classes"]), key=class_key)
             summary["missing_numbers"] = missing
