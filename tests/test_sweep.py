@@ -322,7 +322,13 @@ def test_every_built_in_sweep_file_loads_and_names_a_reference_it_runs():
         combos = list(itertools.product(*spec.axes.values()))
         trials = [
             Trial(
-                "t", Path("."), {"model": m, "seed": 1, **dict(zip(spec.axes, c))}, m, 1, [], None
+                "t",
+                Path("."),
+                {"model": m, "seed": 1, **dict(zip(spec.axes, c, strict=True))},
+                m,
+                1,
+                [],
+                None,
             )
             for m in spec.models
             for c in combos
