@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from jersey_ray.disk_space import no_space_error
 from jersey_ray.sweep.settings import trial_config
 from jersey_ray.train.loop import load_data, train
 from jersey_ray.train.step import resolve_device
+
+log = logging.getLogger(__name__)
 
 STORAGE_HINT = (
     "free space, or --resume the sweep with --storage elsewhere (its last good checkpoints are "
@@ -60,6 +63,30 @@ def _record_placement(out_dir: Path) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def _quiet_exit_in_finalizers() -> None:
+    """Keep a trial worker's teardown off the console.
+
+    Ray stops a trial's actor (ASHA's pause, the end of a sweep) with SIGTERM, and its worker's
+    handler raises SystemExit in whatever Python code the main thread is running. When that is
+    a weakref callback or ``__del__`` during garbage collection, Python cannot raise it there,
+    and prints "Exception ignored in ..." with a traceback that Ray forwards to the user's
+    console, though nothing failed (the process goes on to be stopped as before). Such a
+    SystemExit is logged at DEBUG instead; every other unraisable exception is printed as
+    usual. Installed once per worker process (trials may reuse one)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_jersey_ray_quiet_exit", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, SystemExit):
+            log.debug("exit (%s) raised during garbage collection", unraisable.exc_value)
+            return
+        previous(unraisable)
+
+    hook._jersey_ray_quiet_exit = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def _trial_dir() -> Path:
     """Where this attempt writes its files. Tune's ``get_trial_dir()`` is the driver's staging
     folder, which Tune's experiment sync uploads, but it exists on the driver's machine only;
@@ -80,6 +107,7 @@ def run_trial(config: dict[str, Any], cache: str, verified: str | None = None) -
     # One INFO line per checkpoint, forwarded to the driver's console from every trial
     # (48 in the demo); the checkpoints are listed in each trial's folder.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    _quiet_exit_in_finalizers()
     cfg = trial_config(config)
     out_dir = _trial_dir()
     _record_placement(out_dir)
