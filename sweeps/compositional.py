@@ -26,27 +26,13 @@ Data: real crops with ``--data`` (e.g. ``--data data/soccernet``: 32x32, 4 frame
 crops like the real ones (30 tracks each; broadcast quality: blur, noise, JPEG; ``--quick``:
 clean). ``--quick``: one seed, 3 epochs at 32x32, 3 frames (the preset).
 
-Synthetic-to-real (two stages; ``pretrained`` may name a run of this project, each model then
-starts from its own trial chosen on validation there, ``jersey_ray.models.warmstart``). Keep the
-two variants in separate runs (their tables mark each row ``Saw renders`` yes/no):
-
-1. The real run from scratch gives the held-out numbers (its table and ``sweep.json``,
-   ``data.heldout_numbers``): ``python -m jersey_ray.sweep compositional --data data/soccernet``.
-2. Pre-train on the built-in synthetic data, either WITHOUT the held-out numbers (they go to
-   the synthetic ``unseen`` split: no image of them anywhere in training)::
-
-       python -m jersey_ray.sweep compositional --name comp-synth-heldout --heldout 14,23,...
-
-   or covering ALL 00-99 (the recipe for a new roster: render what no clip shows)::
-
-       python -m jersey_ray.sweep compositional --name comp-synth-all --split tracks
-
-3. Fine-tune on the real crops from each::
-
-       python -m jersey_ray.sweep compositional --data data/soccernet \\
-           --name comp-real-from-synth-heldout --pretrained results/runs/comp-synth-heldout
-       python -m jersey_ray.sweep compositional --data data/soccernet \\
-           --name comp-real-from-synth-all --pretrained results/runs/comp-synth-all
+Synthetic-to-real is two sweeps of this protocol, reduced to the baseline and
+``comp_seq_tied``: ``sweeps/synth_pretrain.py`` (stage 1, on the built-in numbers, run once
+WITHOUT the real data's held-out numbers and once over ALL 00-99) and ``sweeps/synth_to_real.py``
+(stage 2, the real crops from scratch and from each stage-1 run, one grid); their docstrings
+give the commands. ``pretrained`` may name any run of this project: each model then starts from
+its own trial chosen on validation there (``jersey_ray.models.warmstart``), and the table marks
+each row that started from renders of the held-out numbers (``Saw renders``).
 
 Budget: real crops at 8 epochs, 10 configurations x 3 seeds is a few CPU hours (the ResNet-18
 baseline dominates); split it across sessions with ``--resume``, or prune the grid
