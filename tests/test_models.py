@@ -126,6 +126,9 @@ def test_cli_json_and_table(capsys):
     assert models_main([]) == 0
     table = capsys.readouterr().out
     assert "11,740,757" in table and "basic_effl0" in table and "* basic_effl0" in table
+    rows_shown = [line for line in table.splitlines() if line.split(" ")[0] in by_id]
+    ends = {len(line.rstrip(" *")) for line in rows_shown}
+    assert len(rows_shown) == len(IDS) and len(ends) == 1, "columns aligned for the longest name"
 
 
 # --- parameter groups ----------------------------------------------------------------------

@@ -36,7 +36,8 @@ def _rows() -> list[dict]:
 
 
 def _table(rows: list[dict]) -> str:
-    header = f"{'id':<20} {'phase':<7} {'display':<24} {'params':>11} {'report':>11}"
+    wide = max(24, *(len(row["display"]) for row in rows))  # the columns stay aligned
+    header = f"{'id':<20} {'phase':<7} {'display':<{wide}} {'params':>11} {'report':>11}"
     lines = [header, "-" * len(header)]
     notes = []
     for row in rows:
@@ -47,7 +48,7 @@ def _table(rows: list[dict]) -> str:
             mark = " *"
         shown = "-" if report is None else f"{report:,}"
         lines.append(
-            f"{row['id']:<20} {row['phase']:<7} {row['display']:<24} "
+            f"{row['id']:<20} {row['phase']:<7} {row['display']:<{wide}} "
             f"{row['params']:>11,} {shown:>11}{mark}"
         )
     return "\n".join([*lines, "", *notes] if notes else lines)
