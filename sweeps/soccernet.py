@@ -10,7 +10,8 @@ scratch, 3 epochs, batch 64, LR 3e-3): 16x16 0.693 test acc_number (29 s an epoc
 16; a model reads 4 of them. The held-out split measures two-digit generalization where the
 numbers allow it (38 numbers; no 7x or 8x). One model per phase, trained from scratch (the
 crops are far from ImageNet's images; ``--pretrained imagenet`` works where the weights can be
-fetched); 8 epochs and 3 seeds fit about an hour on 2 CPU cores.
+fetched); 8 epochs and 3 seeds: ``basic_r18`` and ``seq_bgru_mp`` took 18 minutes on 2 CPU
+cores, ``attn_bgru_luong`` adds about 8 minutes a trial.
 
 These crops are legible-only number regions (a crop was kept only where an off-the-shelf reader
 agreed with the tracklet's number), so they are easier than the full SoccerNet task (published
