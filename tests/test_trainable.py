@@ -7,7 +7,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent(
     """
-    import gc, weakref
+    import gc, sys, weakref
     from jersey_ray.sweep.trainable import _quiet_exit_in_finalizers
 
     class Thing:
@@ -20,7 +20,9 @@ SCRIPT = textwrap.dedent(
         raise ValueError("a real bug in a finalizer")
 
     _quiet_exit_in_finalizers()
+    first = sys.unraisablehook
     _quiet_exit_in_finalizers()  # a reused worker installs it again: once is kept
+    assert sys.unraisablehook is first, "installed twice"
     for callback in (exits, fails):
         thing = Thing()
         ref = weakref.ref(thing, callback)
